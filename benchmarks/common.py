@@ -1,0 +1,32 @@
+"""Helpers every benchmark script shares: the fp32 matmul peak measured in the same run, timing,
+and the final machine-readable RESULT line."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 matrix-multiply throughput of this machine now (GFLOP/s), the best of a few runs."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def median(values) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def result_line(name: str, **fields) -> str:
+    parts = [f"name={name}"]
+    for key, value in fields.items():
+        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return "RESULT " + " ".join(parts)

@@ -1,0 +1,146 @@
+"""``rlhfkit <command> [--config x.yaml] [key=value ...]``: one entry point for every stage.
+
+Each stage command takes an optional YAML config plus dotted overrides; ``--show-config`` prints
+the resolved config and exits; ``--help`` lists every key with its default and meaning. Errors in
+configs or data end the command with one line naming the key, file, line or field, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable
+
+# command name -> (module with Config + run + report, Config class name, one-line help, description)
+STAGES = {
+    "sft": ("rlhfkit.stages.sft", "SFTConfig", "supervised fine-tuning on demonstrations",
+            "Supervised fine-tuning: cross-entropy on response tokens only, the model's chat "
+            "template, LoRA optional; saves a Hugging Face folder and resumable checkpoints."),
+    "pipeline": ("rlhfkit.stages.pipeline", "PipelineConfig", "run the RLHF stages in order from one config",
+                 "The main job: runs the stages that exist in order (SFT -> reward model -> PPO, or "
+                 "SFT -> DPO with method=dpo) and prints sample responses before and after."),
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _config_help(module: str, cls_name: str) -> str:
+    from rlhfkit.config import describe
+
+    cls = getattr(importlib.import_module(module), cls_name)
+    return "config keys (set in YAML or as key=value):\n" + "\n".join(describe(cls))
+
+
+def add_stage(sub: argparse._SubParsersAction, name: str, module: str, cls_name: str,
+              help_text: str, description: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=description,
+                            epilog=_config_help(module, cls_name), formatter_class=_Formatter)
+    add_config_args(parser)
+    parser.set_defaults(func=lambda args: run_stage(module, cls_name, args))
+    return parser
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", help="YAML config file (keys as listed below)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides applied after the file, e.g. train.max_steps=10")
+    parser.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+
+
+def load_stage_config(module: str, cls_name: str, args: argparse.Namespace):
+    from rlhfkit.config import load_config
+
+    cls = getattr(importlib.import_module(module), cls_name)
+    return load_config(cls, args.config, args.overrides)
+
+
+def run_stage(module: str, cls_name: str, args: argparse.Namespace) -> int:
+    import yaml
+
+    from rlhfkit.config import to_dict
+
+    cfg = load_stage_config(module, cls_name, args)
+    if args.show_config:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+    mod = importlib.import_module(module)
+    result = mod.run(cfg)
+    report: Callable | None = getattr(mod, "report", None)
+    if report is not None:
+        report(result)
+    return 0
+
+
+def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:
+    """Stage packages that own their sub-commands expose ``register(subparsers)``."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name and module.startswith(err.name):
+            return  # that part of the toolkit is not installed in this tree
+        raise
+    mod.register(sub)
+
+
+EXTRA_COMMANDS = ("rlhfkit.models.cli", "rlhfkit.stages.reward_cli", "rlhfkit.stages.ppo_cli",
+                  "rlhfkit.stages.alt_cli", "rlhfkit.feedback.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rlhfkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rlhfkit", formatter_class=_Formatter,
+        description="rlhfkit: the whole RLHF loop (human feedback -> SFT -> reward model -> PPO, "
+                    "DPO and friends) on a laptop CPU first, on a cluster later.\n"
+                    "Every stage: rlhfkit <stage> [--config file.yaml] [key=value ...]; "
+                    "rlhfkit <stage> --help lists its keys.")
+    parser.add_argument("--version", action="version", version=f"rlhfkit {__version__}")
+    parser.add_argument("--quiet", "-q", action="store_true", help="only warnings and results")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (module, cls_name, help_text, description) in STAGES.items():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        add_stage(sub, name, module, cls_name, help_text, description)
+    for module in EXTRA_COMMANDS:
+        _register_optional(sub, module)
+    return parser
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock", "transformers", "torch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rlhfkit.config import ConfigError
+    from rlhfkit.data.records import DataError
+    from rlhfkit.models.loading import ModelLoadError
+    from rlhfkit.rewards import RewardError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, DataError, ModelLoadError, RewardError, FileNotFoundError) as err:
+        print(f"rlhfkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

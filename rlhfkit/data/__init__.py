@@ -1,0 +1,16 @@
+"""Feedback records, readers and collators (imports no torch)."""
+
+from rlhfkit.data.records import (  # noqa: F401
+    Conversation,
+    DataError,
+    LanguageFeedback,
+    Message,
+    PreferencePair,
+    Ranking,
+    Record,
+    ScoreFeedback,
+    SFTExample,
+    as_conversation,
+    ranking_to_pairs,
+    record_to_json,
+)

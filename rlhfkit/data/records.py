@@ -1,0 +1,150 @@
+"""Typed feedback records: one dataclass per feedback format of SPEC section 1.
+
+Every prompt is a conversation: a tuple of :class:`Message` (roles ``system``, ``user``,
+``assistant``) that ends with a ``user`` turn; a plain string prompt becomes one user turn. Responses
+are the text of the next assistant turn. ``source`` is ``"file:line"`` (for messages), ``meta`` keeps
+anything else a record carried (annotator ids, agreement, ...), and survives export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Union
+
+ROLES = ("system", "user", "assistant")
+
+
+class DataError(ValueError):
+    """A bad record: the message reads ``file:line: field: problem``."""
+
+    def __init__(self, where: str, fieldname: str, problem: str):
+        self.where, self.field, self.problem = where, fieldname, problem
+        super().__init__(f"{where}: {fieldname}: {problem}")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+Conversation = tuple  # tuple[Message, ...]
+
+
+@dataclass
+class SFTExample:
+    prompt: Conversation
+    response: str
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreferencePair:
+    """``chosen`` preferred over ``rejected``; ``label`` = P(chosen better): 1.0, soft, or 0.5 (tie)."""
+
+    prompt: Conversation
+    chosen: str
+    rejected: str
+    margin: float | None = None
+    label: float = 1.0
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def tie(self) -> bool:
+        return self.label == 0.5
+
+
+@dataclass
+class Ranking:
+    """``ranking`` lists indices into ``responses``, best first (a full or partial order)."""
+
+    prompt: Conversation
+    responses: tuple
+    ranking: tuple
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class ScoreFeedback:
+    prompt: Conversation
+    response: str
+    score: float
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class LanguageFeedback:
+    prompt: Conversation
+    response: str
+    feedback: str
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+Record = Union[SFTExample, PreferencePair, Ranking, ScoreFeedback, LanguageFeedback]
+
+
+def as_conversation(value: Any, where: str = "", fieldname: str = "prompt") -> Conversation:
+    """A string or a list of ``{"role", "content"}`` dicts -> a tuple of Message."""
+    if isinstance(value, str):
+        return (Message("user", value),)
+    if isinstance(value, (list, tuple)) and value:
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, Message):
+                out.append(item)
+                continue
+            if not isinstance(item, dict):
+                raise DataError(where, f"{fieldname}[{i}]", "expected an object with role and content")
+            role, content = item.get("role"), item.get("content")
+            if role not in ROLES:
+                raise DataError(where, f"{fieldname}[{i}].role", f"expected one of {ROLES}, got {role!r}")
+            if not isinstance(content, str):
+                raise DataError(where, f"{fieldname}[{i}].content", "expected a string")
+            out.append(Message(role, content))
+        return tuple(out)
+    raise DataError(where, fieldname, "expected a non-empty string or list of messages")
+
+
+def conversation_to_json(conv: Conversation) -> Any:
+    """Inverse of :func:`as_conversation`: a single user turn becomes a plain string again."""
+    if len(conv) == 1 and conv[0].role == "user":
+        return conv[0].content
+    return [{"role": m.role, "content": m.content} for m in conv]
+
+
+def record_to_json(record: Record) -> dict:
+    """The JSONL form the readers accept back (``source`` dropped, ``meta`` kept when non-empty)."""
+    data = asdict(record)
+    data.pop("source", None)
+    data["prompt"] = conversation_to_json(record.prompt)
+    if isinstance(record, PreferencePair):
+        if data["margin"] is None:
+            data.pop("margin")
+        if record.label == 1.0:
+            data.pop("label")
+    if isinstance(record, Ranking):
+        data["responses"], data["ranking"] = list(record.responses), list(record.ranking)
+    if not data.get("meta"):
+        data.pop("meta", None)
+    return data
+
+
+def ranking_to_pairs(ranking: Ranking) -> list[PreferencePair]:
+    """y1 > y2 > ... > yk expands into all k(k-1)/2 ordered pairs (SPEC section 1)."""
+    order = list(ranking.ranking)
+    pairs = []
+    for i, better in enumerate(order):
+        for worse in order[i + 1:]:
+            pairs.append(PreferencePair(
+                prompt=ranking.prompt,
+                chosen=ranking.responses[better],
+                rejected=ranking.responses[worse],
+                source=ranking.source,
+                meta=dict(ranking.meta),
+            ))
+    return pairs

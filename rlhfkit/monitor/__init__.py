@@ -1,0 +1,1 @@
+"""Metric sinks, reward-hacking detectors, plots and reports."""

@@ -1,0 +1,1 @@
+"""One readable file per stage: a Config dataclass and ``run(config) -> result``."""
