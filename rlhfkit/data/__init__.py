@@ -14,3 +14,4 @@ from rlhfkit.data.records import (  # noqa: F401
     ranking_to_pairs,
     record_to_json,
 )
+from rlhfkit.data.readers import ReadResult, read_many, read_records, write_records  # noqa: F401,E402

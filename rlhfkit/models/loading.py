@@ -147,6 +147,40 @@ def resolve_model_path(name: str | os.PathLike) -> str:
     return text  # a hub name
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick check before hub downloads, so an offline machine fails in seconds, not minutes."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _from_pretrained(cls: Any, name: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained`` that tries the local HF cache first for hub names, then the hub only
+    when it is reachable; every failure becomes one ModelLoadError line."""
+    if Path(name).exists():
+        return cls.from_pretrained(name, **kwargs)
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    try:
+        return cls.from_pretrained(name, local_files_only=True, **kwargs)
+    except OSError:
+        pass
+    if not _hub_reachable():
+        raise ModelLoadError(f"model '{name}' is not a local folder, not in the Hugging Face cache, and "
+                             "the hub cannot be reached (no network access)")
+    try:
+        return cls.from_pretrained(name, **kwargs)
+    except OSError as err:
+        raise _hub_error(name, err) from err
+
+
 def _hub_error(name: str, err: Exception) -> ModelLoadError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ModelLoadError(
@@ -166,11 +200,7 @@ def load_tokenizer(name: str = "default") -> Any:
 
     _quiet_transformers()
 
-    path = resolve_model_path(name)
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        raise _hub_error(str(name), err) from err
+    tok = _from_pretrained(AutoTokenizer, resolve_model_path(name))
     _set_pad(tok)
     return tok
 
@@ -193,10 +223,7 @@ def load_causal_lm(name: str = "default", dtype: str = "float32", device: str | 
 
     path = resolve_model_path(name)
     tok = load_tokenizer(path)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
-    except OSError as err:
-        raise _hub_error(str(name), err) from err
+    model = _from_pretrained(AutoModelForCausalLM, path, dtype=torch_dtype(dtype))
     model.config.pad_token_id = tok.pad_token_id
     disable_dropout(model)
     if device:
