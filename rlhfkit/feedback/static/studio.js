@@ -1,0 +1,106 @@
+// rlhfkit feedback studio: keyboard shortcuts and the click-to-rank widget (no dependencies).
+(function () {
+  "use strict";
+
+  function typing(event) {
+    var t = event.target;
+    return t && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && t.type !== "checkbox"));
+  }
+
+  function pressButton(button) {
+    button.classList.add("pressed");
+    button.click();
+  }
+
+  // Buttons with data-key="1 a" are pressed by those keys (pairwise and score tasks).
+  function setupButtonKeys(form) {
+    var buttons = form.querySelectorAll("button[data-key]");
+    if (!buttons.length) return;
+    document.addEventListener("keydown", function (event) {
+      if (event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
+      var key = event.key.toLowerCase();
+      for (var i = 0; i < buttons.length; i++) {
+        if (buttons[i].dataset.key.split(" ").indexOf(key) >= 0) {
+          event.preventDefault();
+          pressButton(buttons[i]);
+          return;
+        }
+      }
+    });
+  }
+
+  // Ranking: click (or press the number of) answers from best to worst.
+  function setupRanking(form) {
+    var cards = Array.prototype.slice.call(form.querySelectorAll(".rankable"));
+    var input = form.querySelector("#order");
+    if (!cards.length || !input) return;
+    var order = [];
+
+    function render(keepInput) {
+      if (!keepInput) input.value = order.join(",");
+      cards.forEach(function (card) {
+        var pos = Number(card.dataset.pos), rank = order.indexOf(pos);
+        card.classList.toggle("ranked", rank >= 0);
+        card.querySelector(".badge").textContent = rank >= 0 ? String(rank + 1) : "";
+      });
+    }
+    function pick(pos) {
+      if (order.indexOf(pos) < 0) order.push(pos);
+      if (order.length === cards.length - 1) {  // the last one is implied
+        cards.forEach(function (c) { var p = Number(c.dataset.pos); if (order.indexOf(p) < 0) order.push(p); });
+      }
+      render();
+    }
+    input.addEventListener("input", function () {
+      order = input.value.split(/[ ,]+/).filter(Boolean).map(Number);
+      render(true);  // the person is typing: update the badges, leave the text alone
+    });
+    cards.forEach(function (card) {
+      card.addEventListener("click", function () { pick(Number(card.dataset.pos)); });
+    });
+    var reset = form.querySelector("#rank-reset");
+    if (reset) reset.addEventListener("click", function () { order = []; render(); });
+    document.addEventListener("keydown", function (event) {
+      if (event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
+      if (event.key === "Backspace" || event.key === "u") { order.pop(); render(); event.preventDefault(); return; }
+      if (event.key === "Enter") { event.preventDefault(); form.requestSubmit(); return; }
+      var n = Number(event.key);
+      if (n >= 1 && n <= cards.length) { event.preventDefault(); pick(n); }
+    });
+  }
+
+  // Ctrl+Enter submits from a text box (critiques; pairwise reasons keep the choice buttons).
+  function setupCtrlEnter(form) {
+    form.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.name === "critique") {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+  }
+
+  // One submission per page: a second press while the first is in flight is ignored.
+  function guardDoubleSubmit(form) {
+    var sent = false;
+    form.addEventListener("submit", function (event) {
+      if (sent) { event.preventDefault(); return; }
+      sent = true;
+    });
+  }
+
+  function setupBars() {
+    document.querySelectorAll(".bar .fill[data-width]").forEach(function (el) {
+      el.style.width = Math.max(0, Math.min(100, Number(el.dataset.width))) + "%";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setupBars();
+    var form = document.getElementById("label-form");
+    if (!form) return;
+    setupButtonKeys(form);
+    setupRanking(form);
+    setupCtrlEnter(form);
+    guardDoubleSubmit(form);
+  });
+})();

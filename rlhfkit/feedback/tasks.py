@@ -1,0 +1,167 @@
+"""The four task types: what a submission looks like, how it is validated, and how it is stored.
+
+Submissions arrive in *display* terms (what the annotator saw: left/right, positions 1..k) and are
+stored in *candidate* terms (indices into the item's candidate list), using the assignment's
+recorded display order ``order[position] = candidate index``. So a label means the same whatever
+side a response was shown on, and position bias stays measurable (``display_choice``).
+
+=========  ======================================  ===========================================
+task       submission (form field / JSON key)      stored value
+=========  ======================================  ===========================================
+pairwise   choice = "A" | "B" | "tie" (A = left),   {"preferred": 0 | 1 | "tie", "reason": str}
+           reason (optional, <= 2000 chars)
+ranking    order = display positions best first,    {"ranking": [candidate indices best first]}
+           1-based ("2,1,3" or [2, 1, 3])
+score      score = integer 1..7                     {"score": int}
+critique   critique = text, 1..10000 chars          {"critique": str}
+=========  ======================================  ===========================================
+
+Gold answers use the stored form; a gold item is answered correctly when the preferred candidate
+matches (pairwise), the top-ranked candidate matches (ranking) or the score is within
+``SCORE_GOLD_TOLERANCE`` (score). Critique projects have no gold items.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from rlhfkit.feedback.models import TASK_TYPES
+
+MAX_REASON = 2000
+MAX_CRITIQUE = 10000
+MAX_CANDIDATES = 16
+SCORE_MIN, SCORE_MAX = 1, 7
+SCORE_GOLD_TOLERANCE = 1
+PAIRWISE_CHOICES = {"a": "left", "b": "right", "tie": "tie", "left": "left", "right": "right"}
+
+
+class InvalidSubmission(ValueError):
+    """A submitted label does not fit the task; ``field`` names the offending input."""
+
+    def __init__(self, fieldname: str, problem: str):
+        self.field, self.problem = fieldname, problem
+        super().__init__(f"{fieldname}: {problem}")
+
+
+def check_task_type(task_type: str) -> str:
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"task type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
+    return task_type
+
+
+def candidates_needed(task_type: str) -> tuple[int, int]:
+    """(min, max) number of candidates an item of this task type holds."""
+    return {"pairwise": (2, 2), "ranking": (2, MAX_CANDIDATES), "score": (1, 1),
+            "critique": (1, 1)}[task_type]
+
+
+def _text(data: Mapping, key: str, limit: int, required: bool) -> str:
+    value = data.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidSubmission(key, "expected text")
+    value = value.strip()
+    if len(value) > limit:
+        raise InvalidSubmission(key, f"too long ({len(value)} characters, at most {limit})")
+    if required and not value:
+        raise InvalidSubmission(key, "must not be empty")
+    return value
+
+
+def _parse_order(raw: Any, k: int) -> list[int]:
+    if isinstance(raw, str):
+        parts = [p for p in raw.replace(" ", ",").split(",") if p]
+    elif isinstance(raw, (list, tuple)):
+        parts = list(raw)
+    else:
+        raise InvalidSubmission("order", "expected the display positions best first, e.g. '2,1,3'")
+    try:
+        positions = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        raise InvalidSubmission("order", f"positions must be whole numbers, got {raw!r}") from None
+    if sorted(positions) != list(range(1, k + 1)):
+        raise InvalidSubmission("order", f"must list each position 1..{k} exactly once, got {positions}")
+    return [p - 1 for p in positions]
+
+
+def parse_submission(task_type: str, data: Mapping, order: Sequence[int]) -> tuple[dict, str | None]:
+    """Validate a submission; return (stored value, display choice or None).
+
+    ``order[position]`` is the candidate shown at that display position.
+    """
+    if task_type == "pairwise":
+        raw = data.get("choice")
+        choice = PAIRWISE_CHOICES.get(raw.strip().lower()) if isinstance(raw, str) else None
+        if choice is None:
+            raise InvalidSubmission("choice", f"expected A, B or tie, got {raw!r}")
+        reason = _text(data, "reason", MAX_REASON, required=False)
+        preferred: Any = "tie" if choice == "tie" else order[0 if choice == "left" else 1]
+        return {"preferred": preferred, "reason": reason}, choice
+    if task_type == "ranking":
+        positions = _parse_order(data.get("order"), len(order))
+        return {"ranking": [order[p] for p in positions]}, None
+    if task_type == "score":
+        raw = data.get("score")
+        score = None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            score = raw
+        elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) < 4:
+            score = int(raw.strip())
+        if score is None or not SCORE_MIN <= score <= SCORE_MAX:
+            raise InvalidSubmission("score", f"expected a whole number {SCORE_MIN}..{SCORE_MAX}, "
+                                             f"got {raw!r}")
+        return {"score": score}, None
+    if task_type == "critique":
+        return {"critique": _text(data, "critique", MAX_CRITIQUE, required=True)}, None
+    raise ValueError(f"unknown task type {task_type!r}")
+
+
+def parse_gold(task_type: str, raw: Any, n_candidates: int, where: str = "gold") -> dict:
+    """A gold answer from an import file, in stored form.
+
+    pairwise: 0 / 1 (index of the better response) or "tie"; ranking: list of indices best first;
+    score: a number 1..7; critique: not supported.
+    """
+    if task_type == "pairwise":
+        if raw == "tie" or (isinstance(raw, int) and not isinstance(raw, bool) and raw in (0, 1)):
+            return {"preferred": raw}
+        raise ValueError(f"{where}: expected 0, 1 (index of the better response) or \"tie\", got {raw!r}")
+    if task_type == "ranking":
+        if (isinstance(raw, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in raw)
+                and sorted(raw) == list(range(n_candidates))):
+            return {"ranking": list(raw)}
+        raise ValueError(f"{where}: expected a permutation of 0..{n_candidates - 1}, got {raw!r}")
+    if task_type == "score":
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and SCORE_MIN <= raw <= SCORE_MAX:
+            return {"score": raw}
+        raise ValueError(f"{where}: expected a score {SCORE_MIN}..{SCORE_MAX}, got {raw!r}")
+    raise ValueError(f"{where}: {task_type} projects have no gold items")
+
+
+def gold_correct(task_type: str, value: Mapping, gold: Mapping) -> bool:
+    if task_type == "pairwise":
+        return value["preferred"] == gold["preferred"]
+    if task_type == "ranking":
+        return value["ranking"][0] == gold["ranking"][0]
+    if task_type == "score":
+        return abs(value["score"] - gold["score"]) <= SCORE_GOLD_TOLERANCE
+    return False
+
+
+def agreement_units(task_type: str, item_id: int, value: Mapping) -> list[tuple[Any, Any]]:
+    """(unit, category) pairs a label contributes to agreement statistics.
+
+    pairwise: one unit per item, category 0 / 1 / "tie"; ranking: one unit per candidate pair
+    (i < j), category "i>j" or "j>i"; score: one unit per item, the score; critique: none.
+    """
+    if task_type == "pairwise":
+        return [(item_id, str(value["preferred"]))]
+    if task_type == "ranking":
+        pos = {c: p for p, c in enumerate(value["ranking"])}
+        cands = sorted(pos)
+        return [((item_id, i, j), "first" if pos[i] < pos[j] else "second")
+                for a, i in enumerate(cands) for j in cands[a + 1:]]
+    if task_type == "score":
+        return [(item_id, value["score"])]
+    return []

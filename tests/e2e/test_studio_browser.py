@@ -1,0 +1,239 @@
+"""End to end in a real browser: admin sets up projects, two annotators label (keyboard shortcuts
+included), admin reads agreement and exports preference pairs.
+
+Drives Debian's Chromium (``/usr/bin/chromium``, or ``$RLHFKIT_CHROMIUM``) headless through
+Playwright for Python against the real server (uvicorn on a free loopback port). Skips with the
+reason when Playwright or Chromium is missing. ``collect_preferences_in_browser(workdir)`` returns
+the exported PreferencePair JSONL path so a later stage (``rlhfkit rm train``) can reuse it.
+Set ``RLHFKIT_UPDATE_SCREENSHOTS=1`` to refresh docs/images/studio-*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN = "e2e-admin-token-0123456789abcdef"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PROMPTS = [
+    {"prompt": "What is the capital of France?", "responses": [
+        "The capital of France is Paris.", "France does not have a capital city."]},
+    {"prompt": "Give me a tip for sleeping better.", "responses": [
+        "Drink three espressos at night.", "Keep a regular schedule and avoid screens for an hour before bed."]},
+    {"prompt": "Translate 'thank you' into Spanish.", "responses": [
+        "Gracias.", "Merci."]},
+]
+GOOD = {"The capital of France is Paris.", "Keep a regular schedule and avoid screens for an hour before bed.",
+        "Gracias."}
+RANK_PROMPTS = [{"prompt": "Write a one-line greeting."}, {"prompt": "Name a primary colour."}]
+RANK_FALLBACK = [{"prompt": "Name a primary colour.", "responses": ["Red.", "Maybe red?", "Purple."]}]
+
+
+def _chromium() -> str:
+    path = os.environ.get("RLHFKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.skip("Chromium not installed (apt-get install -y chromium)")
+    return path
+
+
+def _tiny_model_ok() -> bool:
+    try:
+        import torch  # noqa: F401
+
+        from rlhfkit.models import resolve_model_path
+
+        resolve_model_path("tiny")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "import candidates instead"
+        return False
+
+
+def _admin_create(page, name, task, upload: Path, overlap=2, generate=False):
+    page.goto("/admin")
+    form = page.locator("form[data-testid=create-project]")
+    form.locator("input[name=name]").fill(name)
+    form.locator("select[name=task_type]").select_option(task)
+    form.locator("input[name=overlap]").fill(str(overlap))
+    form.locator("input[name=gold_rate]").fill("0")
+    form.locator("input[name=file]").set_input_files(str(upload))
+    if generate:
+        form.locator("input[name=generate]").check()
+        form.locator("input[name=model]").fill("tiny")
+        form.locator("input[name=k]").fill("3")
+        form.locator("input[name=max_new_tokens]").fill("8")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url("**/admin/projects/*")
+    return int(page.url.rsplit("/", 1)[1])
+
+
+def _add_annotator(page, name) -> str:
+    page.goto("/admin")
+    form = page.locator("form[data-testid=add-annotator]")
+    form.locator("input[name=name]").fill(name)
+    form.locator("button[type=submit]").click()
+    return page.locator("[data-testid=login-link]").input_value()
+
+
+def _label_pairs(page, pid, decide, shot: Path | None = None) -> int:
+    """decide(left_text, right_text, i) -> key to press (1/2/3/a/b/t) or a button test id."""
+    page.goto("/")
+    page.locator(f"[data-testid=start-{pid}]").click()
+    done = 0
+    while "/done" not in page.url:
+        page.wait_for_selector("[data-testid=candidate-A]")
+        if shot is not None and done == 0:
+            page.screenshot(path=str(shot), full_page=True)
+        left = page.locator("[data-testid=candidate-A] .response").inner_text()
+        right = page.locator("[data-testid=candidate-B] .response").inner_text()
+        action = decide(left, right, done)
+        with page.expect_navigation():
+            if action.startswith("choose-"):
+                page.locator(f"[data-testid={action}]").click()
+            else:
+                page.keyboard.press(action)
+        done += 1
+    return done
+
+
+def _label_rankings(page, pid) -> int:
+    page.goto("/")
+    page.locator(f"[data-testid=start-{pid}]").click()
+    done = 0
+    while "/done" not in page.url:
+        page.wait_for_selector("[data-testid=rank-1]")
+        k = page.locator(".rankable").count()
+        if done == 0:  # keyboard: answers k, k-1, ... then Enter
+            for n in range(k, 1, -1):
+                page.keyboard.press(str(n))
+            assert page.locator("[data-testid=order]").input_value() == ",".join(
+                str(n) for n in range(k, 0, -1))
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+        else:  # mouse: click from first to last
+            for n in range(1, k + 1):
+                page.locator(f"[data-testid=rank-{n}]").click()
+            with page.expect_navigation():
+                page.locator("[data-testid=submit-ranking]").click()
+        done += 1
+    return done
+
+
+def collect_preferences_in_browser(workdir: Path) -> Path:
+    """Run the whole browser session; returns the exported PreferencePair JSONL file."""
+    from playwright.sync_api import sync_playwright
+
+    from rlhfkit.feedback.app import BackgroundServer, create_app
+
+    chromium = _chromium()
+    workdir.mkdir(parents=True, exist_ok=True)
+    upload = workdir / "candidates.jsonl"
+    upload.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS))
+    generate = _tiny_model_ok()
+    rank_upload = workdir / "rank_prompts.jsonl"
+    rank_upload.write_text("".join(json.dumps(p) + "\n" for p in (RANK_PROMPTS if generate else RANK_FALLBACK)))
+    shots = {"compare": workdir / "studio-compare.png", "quality": workdir / "studio-quality.png"}
+    export_path = workdir / "studio_preferences.jsonl"
+
+    app = create_app(str(workdir / "studio.sqlite3"), ADMIN)
+    with BackgroundServer(app) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            view = {"width": 1280, "height": 860}
+            admin = browser.new_context(base_url=url, viewport=view, accept_downloads=True).new_page()
+            admin.goto(f"/login?token={ADMIN}")
+            assert admin.url.endswith("/admin")
+            pairs_id = _admin_create(admin, "helpfulness-pairs", "pairwise", upload)
+            rank_id = _admin_create(admin, "greetings-ranking", "ranking", rank_upload, generate=generate)
+            links = {name: _add_annotator(admin, name) for name in ("alice", "bob")}
+
+            people = {}
+            for name, link in links.items():
+                people[name] = browser.new_context(base_url=url, viewport=view).new_page()
+                people[name].goto(link.replace(url, ""))
+                assert "Hello " + name in people[name].content()
+
+            def alice(left, right, i):  # prefers the good answer; keyboard "1"/"2" for A/B
+                return "1" if left in GOOD else "2"
+
+            def bob(left, right, i):  # agrees except on the Spanish item (tie); a button, then letters
+                if "Gracias." in (left, right):
+                    return "t"
+                if i == 0:
+                    return "choose-A" if left in GOOD else "choose-B"
+                return "a" if left in GOOD else "b"
+
+            assert _label_pairs(people["alice"], pairs_id, alice, shots["compare"]) == 3
+            assert _label_pairs(people["bob"], pairs_id, bob) == 3
+            assert "You finished" in people["bob"].content()
+            for name in people:
+                assert _label_rankings(people[name], rank_id) >= 1
+
+            admin.goto(f"/admin/projects/{pairs_id}")
+            admin.wait_for_selector("[data-testid=annotator-quality]")
+            fleiss = admin.locator("[data-testid=fleiss]").inner_text()
+            assert fleiss != "n/a" and -1.0 <= float(fleiss) <= 1.0
+            # alice (0, 1, 0) vs bob (0, 1, tie) in candidate terms: p_o = 2/3, p_e = 1/3 -> 0.5
+            assert admin.locator("[data-testid=cohen-mean]").inner_text() == "0.500"
+            assert admin.locator("[data-testid=cohen-pairs]").inner_text().count("alice") == 1
+            assert "100.0%" in admin.locator("[data-testid=progress]").inner_text()
+            admin.screenshot(path=str(shots["quality"]), full_page=True)
+            with admin.expect_download() as download:
+                admin.locator("[data-testid=export-majority]").click()
+            download.value.save_as(str(export_path))
+            admin.goto(f"/admin/projects/{rank_id}")
+            assert "100.0%" in admin.locator("[data-testid=progress]").inner_text()
+        finally:
+            browser.close()
+    if os.environ.get("RLHFKIT_UPDATE_SCREENSHOTS") == "1":
+        (REPO / "docs" / "images").mkdir(parents=True, exist_ok=True)
+        for shot in shots.values():
+            shutil.copy(shot, REPO / "docs" / "images" / shot.name)
+    return export_path
+
+
+def _read_pairs(path: Path) -> list:
+    """Read the export back as PreferencePair records (readers module when present)."""
+    from rlhfkit.data.records import PreferencePair, as_conversation
+
+    try:
+        from rlhfkit.data.readers import read_records  # type: ignore[import-not-found]
+    except ImportError:
+        read_records = None
+    if read_records is not None:
+        try:
+            return list(read_records(path))
+        except TypeError:
+            pass
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        row = json.loads(line)
+        out.append(PreferencePair(as_conversation(row["prompt"], f"{path}:{n}"), row["chosen"],
+                                  row["rejected"], row.get("margin"), row.get("label", 1.0),
+                                  f"{path}:{n}", row.get("meta", {})))
+    return out
+
+
+def test_browser_session_collects_preferences(tmp_path):
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed "
+                                                      "(pip install playwright)")
+    _chromium()
+    export_path = collect_preferences_in_browser(tmp_path / "studio")
+    pairs = _read_pairs(export_path)
+    from rlhfkit.data.records import PreferencePair
+
+    assert len(pairs) == 3 and all(isinstance(p, PreferencePair) for p in pairs)
+    by_prompt = {p.prompt[-1].content: p for p in pairs}
+    for spec in PROMPTS[:2]:  # both annotators preferred the good answer
+        pair = by_prompt[spec["prompt"]]
+        good, bad = sorted(spec["responses"], key=lambda r: r not in GOOD)
+        assert (pair.chosen, pair.rejected, pair.label) == (good, bad, 1.0)
+        assert sorted(pair.meta["annotators"]) == ["alice", "bob"]
+    split = by_prompt[PROMPTS[2]["prompt"]]  # alice: good, bob: tie -> no majority -> tie label
+    assert split.label == 0.5 and split.meta["split"] is True
+    assert (tmp_path / "studio" / "studio-compare.png").stat().st_size > 10_000
