@@ -1,0 +1,205 @@
+"""The rollout-engine interface, the engine factory, and the helpers every engine shares.
+
+An engine turns token-id prompts into a :class:`RolloutBatch`:
+
+    engine = make_engine("fast", model, tokenizer)
+    batch = engine.generate([[1, 2, 3], [4, 5]], SamplingParams(temperature=1.0, max_new_tokens=64))
+    ...                              # train the policy
+    engine.update_weights(model)     # make the engine sample from the new weights
+
+Engines that hold the policy module itself (``hf`` and ``fast`` in-process) see every optimiser
+step automatically, so ``update_weights`` is cheap for them; an engine that keeps its own copy of
+the weights (an inference server such as vLLM on a GPU, possibly in another process / Ray actor)
+copies the given module or state dict there. Stages must call it after each policy update either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+
+from rlhfkit.rollout.types import RolloutBatch, SamplingParams
+
+ENGINE_NAMES = ("hf", "fast")
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """Samples one response per prompt from the current policy weights."""
+
+    name: str
+
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> RolloutBatch:
+        """``prompt_ids``: B token lists (no padding, each non-empty). Returns a B-row batch."""
+        ...
+
+    def update_weights(self, model_or_state_dict: Any) -> None:
+        """Make later ``generate`` calls sample from these weights (a module or a state dict)."""
+        ...
+
+
+def make_engine(name: str, model: Any, tokenizer: Any, **options: Any) -> RolloutEngine:
+    """Build a rollout engine by name: ``"hf"`` (reference, ``model.generate``) or ``"fast"``.
+
+    ``"fast"`` falls back to ``"hf"`` (with a logged warning) for architectures it does not know.
+    """
+    key = name.lower()
+    if key == "hf":
+        from rlhfkit.rollout.hf_engine import HFEngine
+
+        return HFEngine(model, tokenizer, **options)
+    if key == "fast":
+        from rlhfkit.rollout.fast_engine import FastEngine, supports
+
+        if not supports(model):
+            import logging
+
+            from rlhfkit.rollout.hf_engine import HFEngine
+
+            logging.getLogger(__name__).warning(
+                "rollout engine 'fast' does not support %s; using 'hf'", type(model).__name__
+            )
+            return HFEngine(model, tokenizer)
+        return FastEngine(model, tokenizer, **options)
+    raise ValueError(f"rollout engine '{name}': expected one of {', '.join(ENGINE_NAMES)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the engines
+
+
+def resolve_eos_ids(model: Any, tokenizer: Any, params: SamplingParams) -> tuple[int, ...]:
+    """EOS ids to stop at: ``params.eos_token_ids`` if given, else the union of the model's
+    generation config, the model config and the tokenizer EOS ids (order kept, duplicates dropped)."""
+    if params.eos_token_ids is not None:
+        return params.eos_token_ids
+    found: list[int] = []
+    sources = [
+        getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+        getattr(getattr(model, "config", None), "eos_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+    ]
+    for value in sources:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v is not None and int(v) not in found:
+                found.append(int(v))
+    return tuple(found)
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(tokenizer, "eos_token_id", None)
+    if pad is None:
+        raise ValueError("tokenizer: has neither pad_token_id nor eos_token_id")
+    return int(pad)
+
+
+def check_prompts(prompt_ids: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Validate the prompts (non-empty lists of ints); the error names the bad prompt index."""
+    if len(prompt_ids) == 0:
+        raise ValueError("prompt_ids: no prompts given")
+    out = []
+    for i, ids in enumerate(prompt_ids):
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+            raise ValueError(f"prompt_ids[{i}]: expected a list of token ids, got {type(ids).__name__}")
+        if len(ids) == 0:
+            raise ValueError(f"prompt_ids[{i}]: empty prompt")
+        out.append([int(t) for t in ids])
+    return out
+
+
+def left_pad(prompt_ids: list[list[int]], pad_id: int, device: Any = None):
+    """([B, P] ids left-padded with ``pad_id``, [B, P] mask) as long tensors."""
+    import torch
+
+    width = max(len(p) for p in prompt_ids)
+    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for i, p in enumerate(prompt_ids):
+        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def finish_batch(prompt_ids, prompt_mask, tokens, logprobs, eos_ids, pad_id, stop_at_eos, meta=None):
+    """Assemble a :class:`RolloutBatch` from raw sampled tokens.
+
+    tokens / logprobs: [B, T] as sampled (anything after a row's first EOS is ignored).
+    The response mask covers tokens up to and including the first EOS (when ``stop_at_eos``).
+    """
+    import torch
+
+    b, t = tokens.shape
+    is_eos = torch.isin(tokens, torch.tensor(list(eos_ids), dtype=tokens.dtype, device=tokens.device))
+    if stop_at_eos and len(eos_ids) > 0 and t > 0:
+        # A token is real when no EOS came strictly before it.
+        eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+        response_mask = (eos_before == 0).long()
+        finished = is_eos.any(dim=1)
+    else:
+        response_mask = torch.ones((b, t), dtype=torch.long, device=tokens.device)
+        finished = torch.zeros(b, dtype=torch.bool, device=tokens.device)
+    response_ids = torch.where(response_mask.bool(), tokens, torch.full_like(tokens, pad_id))
+    logprobs = torch.where(response_mask.bool(), logprobs.float(), torch.zeros_like(logprobs.float()))
+    return RolloutBatch(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        response_ids=response_ids,
+        response_mask=response_mask,
+        logprobs=logprobs,
+        finished=finished,
+        response_lengths=response_mask.sum(dim=1),
+        pad_token_id=int(pad_id),
+        meta=dict(meta or {}),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Text in, text out
+
+
+def _as_chat(prompt: Any) -> list[dict]:
+    """A prompt string, a tuple of rlhfkit Message records, or a list of {role, content} dicts."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    messages = []
+    for m in prompt:
+        if isinstance(m, dict):
+            messages.append({"role": m["role"], "content": m["content"]})
+        else:
+            messages.append({"role": m.role, "content": m.content})
+    return messages
+
+
+def encode_prompts(tokenizer: Any, prompts: Iterable[Any], chat_template: bool = True) -> list[list[int]]:
+    """Token ids of each prompt, through the chat template (with the generation prompt) when the
+    tokenizer has one and ``chat_template`` is True, else the raw text (strings only)."""
+    use_chat = chat_template and getattr(tokenizer, "chat_template", None)
+    out = []
+    for i, prompt in enumerate(prompts):
+        if use_chat:
+            ids = tokenizer.apply_chat_template(
+                _as_chat(prompt), add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            out.append(list(ids))
+        elif isinstance(prompt, str):
+            out.append(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        else:
+            raise ValueError(f"prompts[{i}]: a conversation needs a tokenizer with a chat template")
+    return out
+
+
+def generate_texts(
+    engine: RolloutEngine,
+    tokenizer: Any,
+    prompts: Sequence[Any],
+    params: SamplingParams,
+    chat_template: bool = True,
+) -> tuple[list[str], RolloutBatch]:
+    """Sample one response per prompt (strings or conversations); returns (texts, batch)."""
+    ids = encode_prompts(tokenizer, prompts, chat_template=chat_template)
+    batch = engine.generate(ids, params)
+    return batch.decode(tokenizer), batch
