@@ -159,36 +159,21 @@ def finish_batch(prompt_ids, prompt_mask, tokens, logprobs, eos_ids, pad_id, sto
 # Text in, text out
 
 
-def _as_chat(prompt: Any) -> list[dict]:
-    """A prompt string, a tuple of rlhfkit Message records, or a list of {role, content} dicts."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    messages = []
-    for m in prompt:
-        if isinstance(m, dict):
-            messages.append({"role": m["role"], "content": m["content"]})
-        else:
-            messages.append({"role": m.role, "content": m.content})
-    return messages
-
-
 def encode_prompts(tokenizer: Any, prompts: Iterable[Any], chat_template: bool = True) -> list[list[int]]:
-    """Token ids of each prompt, through the chat template (with the generation prompt) when the
-    tokenizer has one and ``chat_template`` is True, else the raw text (strings only)."""
-    use_chat = chat_template and getattr(tokenizer, "chat_template", None)
+    """Token ids of each prompt, exactly as training sees them (rlhfkit.data.tokenize.encode_prompt:
+    the chat template with the generation prompt, or a plain fallback) when ``chat_template`` is True;
+    else the raw text (strings only)."""
+    from rlhfkit.data.records import as_conversation
+    from rlhfkit.data.tokenize import encode_prompt
+
     out = []
     for i, prompt in enumerate(prompts):
-        if use_chat:
-            ids = tokenizer.apply_chat_template(
-                _as_chat(prompt), add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            out.append(list(ids))
+        if chat_template:
+            out.append(encode_prompt(tokenizer, as_conversation(prompt, f"prompts[{i}]")))
         elif isinstance(prompt, str):
             out.append(tokenizer(prompt, add_special_tokens=True)["input_ids"])
         else:
-            raise ValueError(f"prompts[{i}]: a conversation needs a tokenizer with a chat template")
+            raise ValueError(f"prompts[{i}]: a conversation needs chat_template=True")
     return out
 
 
