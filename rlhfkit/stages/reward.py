@@ -1,0 +1,1123 @@
+"""Stage 2: reward model training and evaluation (SPEC section 4).
+
+Recipe: load the SFT model as a scalar-head reward model -> read and encode feedback (pairs,
+rankings, scores, language feedback through a judge) into *groups* (one prompt, K responses) ->
+train with the objective chosen by config (Bradley-Terry, soft-label BCE, listwise, Plackett-Luce,
+score regression, or a weighted mix), early stopping on dev accuracy -> measure the reward mean/std
+on a reference set and store it with the model -> (ensembles: repeat with other seeds) -> report.
+
+Speed: a group is one row ``[prompt | response_1 | ... | response_K]`` with a tree attention mask
+(rlhfkit.models.reward.collate_shared_prefix), so the prompt is computed once for all of its
+responses, forward and backward; rows are bucketed by length so there is little padding; no LM head
+runs. Losses come from rlhfkit.losses.reward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from rlhfkit.config import ConfigError, opt
+from rlhfkit.stages.common import memory_check, prepare_output, say, seed_everything, truncation_report, warn
+from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
+
+COMPONENTS = ("score", "compare", "language")
+COMPARE_KINDS = ("pair", "ranking", "listwise")
+
+
+# --------------------------------------------------------------------------------------------------
+# config
+
+
+@dataclass
+class RMData:
+    train: str = opt("demo:pairs", "preference pairs: file(s), comma-separated, or demo:pairs (HH "
+                     "transcripts are parsed automatically)")
+    rankings: str = opt("", "ranking files (comma-separated), trained by the comparison objective")
+    scores: str = opt("", "score-feedback files (comma-separated), trained by MSE (the score objective)")
+    language: str = opt("", "language-feedback files; a judge model maps each critique to a 1-7 score, "
+                        "then it is regressed like a score")
+    dev: str = opt("", "dev pairs file; empty = hold out dev_fraction of every training source")
+    dev_fraction: float = opt(0.1, "share of each training source held out for dev when dev is empty")
+    max_examples: int = opt(0, "use at most this many records per training source (0 = all)")
+
+
+@dataclass
+class MixWeights:
+    score: float = opt(1.0, "l1: weight of the score-regression loss")
+    compare: float = opt(1.0, "l2: weight of the comparison loss (pairs and rankings)")
+    language: float = opt(1.0, "l3: weight of the language-feedback loss")
+
+
+@dataclass
+class Objective:
+    pairwise: Literal["bradley_terry", "bce", "listwise"] = opt(
+        "bradley_terry", "pairs: bradley_terry (-log sigmoid(r_c - r_r - margin)); bce (soft labels and "
+        "ties, label 0.5); listwise (pairs sharing prompt and chosen form one preferred vs several "
+        "rejected, softmax cross-entropy)")
+    use_margin: bool = opt(True, "bradley_terry: subtract each pair's margin (when the record has one)")
+    ranking: Literal["plackett_luce", "listwise", "pairs"] = opt(
+        "plackett_luce", "rankings: Plackett-Luce likelihood of the whole order; listwise (best vs the "
+        "rest); or pairs (all k(k-1)/2 ordered pairs, trained like data.train)")
+    score_targets: Literal["standardize", "raw"] = opt(
+        "standardize", "score/language targets: standardise per source file (mean 0, std 1, the scale "
+        "of comparison rewards) or regress the raw values")
+    weights: MixWeights = opt(factory=MixWeights, help="")
+    judge: str = opt("default", "judge model for language feedback: default, tiny, or a causal LM folder")
+    judge_batch_size: int = opt(8, "critiques judged per forward pass")
+
+
+@dataclass
+class NormalizeConfig:
+    reference: str = opt("train", "reference set for the reward mean/std stored with the model: train "
+                         "(the training responses), an SFT file (e.g. the SFT demonstrations), or none")
+    max_examples: int = opt(512, "score at most this many reference responses")
+
+
+@dataclass
+class EnsembleConfig:
+    members: int = opt(1, "train this many reward models (seed train.seed + i: other head init and "
+                       "data order) and save them as one ensemble")
+
+
+@dataclass
+class RewardConfig:
+    model: str = opt("default", "initial model: the SFT folder, default, tiny, a hub name, or an "
+                     "existing reward model folder (continued training)")
+    dtype: str = opt("float32", "float32 (right on CPU), bfloat16, or auto (bf16 on CUDA)")
+    device: str = opt("auto", "auto (cuda when available), cpu or cuda")
+    max_length: int = opt(512, "prompt+response tokens per response; longer ones are cut and counted")
+    prefix_sharing: bool = opt(True, "compute each prompt once for all its responses (tree attention "
+                               "mask); false = one padded row per response (same scores, slower)")
+    freeze_layers: int = opt(0, "freeze the embeddings and the lowest N transformer layers (no "
+                             "backward through them: faster, less over-fitting)")
+    cache_frozen: bool = opt(True, "with freeze_layers > 0: compute the frozen layers once per example "
+                             "and reuse their output every epoch and evaluation (exact; memory: tokens x "
+                             "hidden x 4 bytes)")
+    dropout: float = opt(0.0, "dropout on attention in the trained layers and on the pooled state while "
+                         "training (SPEC default 0: dropout off)")
+    eval_batch_size: int = opt(16, "groups per forward pass in evaluation and normalisation")
+    data: RMData = opt(factory=RMData, help="")
+    objective: Objective = opt(factory=Objective, help="")
+    normalize: NormalizeConfig = opt(factory=NormalizeConfig, help="")
+    ensemble: EnsembleConfig = opt(factory=EnsembleConfig, help="")
+    lora: LoraConfig = opt(factory=LoraConfig, help="")
+    train: TrainConfig = opt(factory=lambda: TrainConfig(
+        output_dir="runs/rm", epochs=2, micro_batch_size=8, eval_every=20,
+        early_stopping_patience=3), help="")
+    optim: OptimConfig = opt(factory=lambda: OptimConfig(lr=1e-5, weight_decay=0.0, warmup_ratio=0.05),
+                             help="")
+
+    def validate(self) -> None:
+        if self.freeze_layers < 0:
+            raise ValueError("freeze_layers must be >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+        if self.ensemble.members < 1:
+            raise ValueError("ensemble.members must be >= 1")
+        if self.max_length < 2:
+            raise ValueError("max_length must be >= 2")
+        if not any([self.data.train, self.data.rankings, self.data.scores, self.data.language]):
+            raise ValueError("data: set at least one of data.train, data.rankings, data.scores, data.language")
+
+
+@dataclass
+class RewardResult:
+    model_dir: Path
+    steps: int
+    members: list = field(default_factory=list)  # per member: {"dir", "steps", "dev", "best_step"}
+    dev_before: dict | None = None
+    dev_after: dict | None = None
+    disagreement: float | None = None
+    normalization: dict | None = None
+    metrics_files: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# data: records -> groups (one prompt, K responses)
+
+
+@dataclass
+class Group:
+    """One training row. ``kind``: pair (responses = [chosen, rejected]), ranking (best first),
+    listwise (preferred first), score or language (one response, ``target`` = regression target)."""
+
+    kind: str
+    prompt_ids: list
+    responses: list
+    label: float = 1.0
+    margin: float = 0.0
+    target: float = 0.0
+    truncated: bool = False
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + sum(len(r) for r in self.responses)
+
+    @property
+    def component(self) -> str:
+        return "compare" if self.kind in COMPARE_KINDS else self.kind
+
+
+def encode_group(tokenizer: Any, prompt: tuple, responses: Sequence[str], max_length: int):
+    """Shared prompt ids (cut to leave room for the longest response) and each response's ids;
+    prompt + response <= max_length for every response. Returns (prompt_ids, responses, truncated)."""
+    from rlhfkit.data.tokenize import encode_prompt, encode_response, fit
+
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    encoded = [encode_response(tokenizer, r) for r in responses]
+    longest = max(encoded, key=len)
+    fitted = fit(prompt_ids, longest, max_length)
+    room = max_length - len(fitted.prompt_ids)
+    cut = [ids[:room] for ids in encoded]
+    truncated = fitted.prompt_truncated or any(len(c) < len(e) for c, e in zip(cut, encoded))
+    return fitted.prompt_ids, cut, truncated
+
+
+def pair_groups(pairs: Sequence, tokenizer: Any, cfg: RewardConfig, pairwise: str | None = None) -> list[Group]:
+    from rlhfkit.data.records import DataError
+
+    pairwise = pairwise or cfg.objective.pairwise
+    if pairwise == "listwise":
+        return listwise_groups(pairs, tokenizer, cfg)
+    out = []
+    for p in pairs:
+        if pairwise == "bradley_terry" and p.label != 1.0:
+            raise DataError(p.source or "pairs", "label", f"{p.label}: soft or tie labels need "
+                            "objective.pairwise=bce (Bradley-Terry assumes chosen is better)")
+        prompt_ids, responses, cut = encode_group(tokenizer, p.prompt, [p.chosen, p.rejected], cfg.max_length)
+        margin = float(p.margin) if (cfg.objective.use_margin and p.margin is not None) else 0.0
+        out.append(Group("pair", prompt_ids, responses, label=float(p.label), margin=margin,
+                         truncated=cut, source=p.source))
+    return out
+
+
+def listwise_groups(pairs: Sequence, tokenizer: Any, cfg: RewardConfig) -> list[Group]:
+    """Pairs with the same prompt and chosen response -> one preferred vs all its rejected ones."""
+    from rlhfkit.data.records import DataError
+
+    merged: dict = {}
+    for p in pairs:
+        if p.label != 1.0:
+            raise DataError(p.source or "pairs", "label", f"{p.label}: listwise needs decisive pairs "
+                            "(label 1); use objective.pairwise=bce for soft labels")
+        entry = merged.setdefault((p.prompt, p.chosen), [p.source, []])
+        if p.rejected not in entry[1]:
+            entry[1].append(p.rejected)
+    out = []
+    for (prompt, chosen), (source, rejected) in merged.items():
+        prompt_ids, responses, cut = encode_group(tokenizer, prompt, [chosen, *rejected], cfg.max_length)
+        out.append(Group("listwise", prompt_ids, responses, truncated=cut, source=source))
+    return out
+
+
+def ranking_groups(rankings: Sequence, tokenizer: Any, cfg: RewardConfig) -> list[Group]:
+    from rlhfkit.data.records import ranking_to_pairs
+
+    if cfg.objective.ranking == "pairs":
+        pairs = [pair for r in rankings for pair in ranking_to_pairs(r)]
+        pairwise = "bradley_terry" if cfg.objective.pairwise == "listwise" else cfg.objective.pairwise
+        return pair_groups(pairs, tokenizer, cfg, pairwise)
+    kind = "ranking" if cfg.objective.ranking == "plackett_luce" else "listwise"
+    out = []
+    for r in rankings:
+        ordered = [r.responses[i] for i in r.ranking]  # best first
+        prompt_ids, responses, cut = encode_group(tokenizer, r.prompt, ordered, cfg.max_length)
+        out.append(Group(kind, prompt_ids, responses, truncated=cut, source=r.source))
+    return out
+
+
+def target_scaler(values: Sequence[float], mode: str):
+    """Score targets -> regression targets: standardised (per source) or raw."""
+    if mode == "raw" or not values:
+        return lambda v: float(v)
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) or 1.0
+    return lambda v: (float(v) - mean) / std
+
+
+def score_groups(records: Sequence, scores: Sequence[float], kind: str, tokenizer: Any,
+                 cfg: RewardConfig, scale) -> list[Group]:
+    out = []
+    for record, value in zip(records, scores):
+        prompt_ids, responses, cut = encode_group(tokenizer, record.prompt, [record.response], cfg.max_length)
+        out.append(Group(kind, prompt_ids, responses, target=scale(value), truncated=cut,
+                         source=record.source))
+    return out
+
+
+def read_sources(specs: str, kind: str, limit: int) -> list[tuple[str, list]]:
+    """Comma-separated sources -> [(spec, records)], reporting what each reader kept and dropped."""
+    from rlhfkit.data.sources import load
+
+    out = []
+    for spec in [s.strip() for s in specs.split(",") if s.strip()]:
+        result = load(spec, kind, limit=limit or None)
+        say(result.report())
+        out.append((spec, result.records))
+    return out
+
+
+@dataclass
+class Datasets:
+    train: list
+    dev: list
+    judged: list = field(default_factory=list)  # (record, judge score) for language feedback
+
+
+def load_datasets(cfg: RewardConfig, tokenizer: Any, device: str) -> Datasets:
+    """Read every source, split dev, encode groups; judge language feedback."""
+    from rlhfkit.data.sources import split_dev
+
+    seed, frac = cfg.train.seed, (0.0 if cfg.data.dev else cfg.data.dev_fraction)
+    train, dev = [], []
+    for _, pairs in read_sources(cfg.data.train, "pairs", cfg.data.max_examples):
+        tr, dv = split_dev(pairs, frac, seed)
+        train += pair_groups(tr, tokenizer, cfg)
+        dev += pair_groups(dv, tokenizer, cfg)
+    for _, rankings in read_sources(cfg.data.rankings, "rankings", cfg.data.max_examples):
+        tr, dv = split_dev(rankings, frac, seed)
+        train += ranking_groups(tr, tokenizer, cfg)
+        dev += ranking_groups(dv, tokenizer, cfg)
+    for _, records in read_sources(cfg.data.scores, "scores", cfg.data.max_examples):
+        tr, dv = split_dev(records, frac, seed)
+        scale = target_scaler([r.score for r in tr], cfg.objective.score_targets)
+        train += score_groups(tr, [r.score for r in tr], "score", tokenizer, cfg, scale)
+        dev += score_groups(dv, [r.score for r in dv], "score", tokenizer, cfg, scale)
+    judged = []
+    for _, records in read_sources(cfg.data.language, "language", cfg.data.max_examples):
+        values = judge_language_feedback(records, cfg.objective.judge, device, cfg.objective.judge_batch_size)
+        judged += list(zip(records, values))
+        both = list(zip(records, values))
+        tr, dv = split_dev(both, frac, seed)
+        scale = target_scaler([v for _, v in tr], cfg.objective.score_targets)
+        train += score_groups([r for r, _ in tr], [v for _, v in tr], "language", tokenizer, cfg, scale)
+        dev += score_groups([r for r, _ in dv], [v for _, v in dv], "language", tokenizer, cfg, scale)
+    if cfg.data.dev:
+        for _, pairs in read_sources(cfg.data.dev, "pairs", 0):
+            dev += pair_groups(pairs, tokenizer, cfg)
+    truncation_report("reward-model groups", sum(g.truncated for g in train), len(train), cfg.max_length)
+    return Datasets(train=train, dev=dev, judged=judged)
+
+
+# --------------------------------------------------------------------------------------------------
+# language feedback -> score (a judge model)
+
+JUDGE_PROMPT = (
+    "A reviewer wrote a critique of an assistant's answer to a question.\n\n"
+    "Question: {question}\n\nAnswer: {response}\n\nCritique: {feedback}\n\n"
+    "Based on the critique, rate the answer's quality from 1 (very bad) to 7 (excellent). "
+    "Reply with a single digit.")
+JUDGE_DIGITS = "1234567"
+
+
+def judge_prompt(record: Any) -> tuple:
+    from rlhfkit.data.records import Message
+
+    question = "\n".join(m.content for m in record.prompt if m.role == "user")
+    return (Message("user", JUDGE_PROMPT.format(question=question, response=record.response,
+                                                feedback=record.feedback)),)
+
+
+def digit_ids(tokenizer: Any) -> list[int]:
+    ids = []
+    for d in JUDGE_DIGITS:
+        encoded = tokenizer(d, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise ValueError(f"judge: the tokenizer splits the digit {d!r} into {len(encoded)} tokens")
+        ids.append(encoded[0])
+    return ids
+
+
+def expected_rating(digit_logits) -> Any:
+    """``digit_logits [B, 7]`` (next-token logits of "1".."7") -> expected rating ``[B]`` in [1, 7]:
+    sum_d d * softmax(logits)_d over the seven digits only."""
+    import torch
+
+    probs = torch.softmax(digit_logits.float(), dim=-1)
+    values = torch.arange(1, len(JUDGE_DIGITS) + 1, dtype=probs.dtype, device=probs.device)
+    return (probs * values).sum(dim=-1)
+
+
+def judge_language_feedback(records: Sequence, judge: str, device: str = "cpu",
+                            batch_size: int = 8) -> list[float]:
+    """Ask a causal LM to rate each critique's verdict 1-7; read the next-token distribution."""
+    import torch
+
+    from rlhfkit.data.collate import pad
+    from rlhfkit.data.tokenize import encode_prompt
+    from rlhfkit.models.forward import logits_at
+    from rlhfkit.models.loading import load_causal_lm
+    from rlhfkit.models.reward import position_ids_from_mask
+
+    if not records:
+        return []
+    say(f"judging {len(records)} language-feedback records with the {judge} model")
+    model, tok = load_causal_lm(judge, device=device)
+    model.eval()
+    digits = torch.tensor(digit_ids(tok))
+    scores: list[float] = []
+    with torch.no_grad():
+        for start in range(0, len(records), batch_size):
+            seqs = [encode_prompt(tok, judge_prompt(r)) for r in records[start:start + batch_size]]
+            ids = pad(seqs, tok.pad_token_id, side="left").to(device)
+            mask = pad([[1] * len(s) for s in seqs], 0, side="left").to(device)
+            select = torch.zeros_like(mask, dtype=torch.bool)
+            select[:, -1] = True
+            logits = logits_at(model, ids, mask, select, position_ids_from_mask(mask))  # [B, V]
+            scores += expected_rating(logits[:, digits.to(logits.device)]).tolist()
+    del model
+    return scores
+
+
+# --------------------------------------------------------------------------------------------------
+# batches and the loss
+
+
+def make_batches(groups: Sequence[Group], cfg: RewardConfig, pad_id: int, epoch: int,
+                 shuffle: bool = True, size: int | None = None, cache: "FrozenCache | None" = None) -> list:
+    """Length-bucketed micro-batches of groups, collated when used."""
+    from rlhfkit.data.collate import bucketed_batches
+    from rlhfkit.models.reward import collate_plain, collate_shared_prefix
+
+    size = size or cfg.train.micro_batch_size
+    order = bucketed_batches([len(g) for g in groups], size, cfg.train.seed, epoch, shuffle)
+    collate = collate_shared_prefix if cfg.prefix_sharing else collate_plain
+    return [LazyBatch([groups[i] for i in b], collate, pad_id, cache) for b in order]
+
+
+class LazyBatch:
+    """A micro-batch collated when first used (an epoch of 4D masks would not fit in memory)."""
+
+    def __init__(self, groups: list, collate, pad_id: int, cache: "FrozenCache | None" = None):
+        self.groups, self._collate, self._pad, self._cache = groups, collate, pad_id, cache
+
+    def tensors(self) -> dict:
+        tensors = self._collate([(g.prompt_ids, g.responses) for g in self.groups], self._pad)
+        if self._cache is not None:
+            tensors["hidden_in"] = self._cache.hidden_for(self.groups, tensors["input_ids"].shape[1])
+            tensors["start_layer"] = self._cache.n_layers
+        return tensors
+
+
+class FrozenCache:
+    """Output of the frozen lower layers for each group, computed on first use and reused: later
+    epochs and evaluations run only the trained layers. Exact, because nothing below
+    ``n_layers`` changes (no LoRA there, no dropout there)."""
+
+    def __init__(self, n_layers: int, pad_id: int, device: str):
+        self.n_layers, self.pad_id, self.device = n_layers, pad_id, device
+        self.model = None
+        self.store: dict[int, tuple] = {}  # id(group) -> (group, hidden [len, H]); the ref pins the id
+
+    def bind(self, model: Any) -> "FrozenCache":
+        """The model whose (identical, frozen) lower layers fill missing entries."""
+        self.model = model
+        return self
+
+    def fill(self, groups: Sequence[Group]) -> None:
+        from rlhfkit.models.reward import batch_to, collate_shared_prefix, lower_hidden
+
+        missing = [g for g in groups if id(g) not in self.store]
+        if not missing:
+            return
+        batch = batch_to(collate_shared_prefix([(g.prompt_ids, g.responses) for g in missing], self.pad_id),
+                         self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            hidden = lower_hidden(self.model, batch, self.n_layers)  # [B, L, H]
+        finally:
+            self.model.train(was_training)
+        for row, g in enumerate(missing):
+            self.store[id(g)] = (g, hidden[row, :len(g)].clone())
+
+    def hidden_for(self, groups: Sequence[Group], width: int):
+        """``[B, width, H]``: cached states of each group's tokens, zeros on padding."""
+        import torch
+
+        self.fill(groups)
+        states = [self.store[id(g)][1] for g in groups]
+        out = torch.zeros(len(groups), width, states[0].shape[-1], dtype=states[0].dtype, device=self.device)
+        for row, h in enumerate(states):
+            out[row, :h.shape[0]] = h
+        return out
+
+
+def make_cache(cfg: RewardConfig, model: Any, data: "Datasets", pad_id: int, device: str) -> "FrozenCache | None":
+    """A FrozenCache when it is valid and fits in memory, else None (with the reason said)."""
+    from rlhfkit.models.reward import supports_layer_split
+    from rlhfkit.train.report import available_memory
+
+    if cfg.freeze_layers <= 0 or not cfg.cache_frozen:
+        return None
+    if cfg.lora.enabled or not cfg.prefix_sharing or not supports_layer_split(model):
+        say("frozen-layer cache off (needs prefix_sharing, no LoRA, and a decoder with .layers/.norm)")
+        return None
+    hidden = model.config.get_text_config().hidden_size
+    need = sum(len(g) for g in list(data.train) + list(data.dev)) * hidden * next(model.parameters()).element_size()
+    if need > 0.25 * available_memory(device):
+        warn(f"frozen-layer cache off: it would need {need / 2**30:.1f} GiB")
+        return None
+    say(f"caching the output of the {cfg.freeze_layers} frozen layers ({need / 2**30:.2f} GiB): later epochs "
+        "and evaluations run only the trained layers")
+    return FrozenCache(cfg.freeze_layers, pad_id, device)
+
+
+def group_losses(rewards, groups: Sequence[Group], objective: Objective) -> tuple[dict, dict]:
+    """``rewards [B, K]`` (0 past each group's K) -> per-component losses and stats.
+
+    compare = the row-weighted mean over the comparison kinds present (pair: Bradley-Terry or BCE;
+    ranking: Plackett-Luce; listwise: softmax cross-entropy); score / language = MSE.
+    """
+    import torch
+
+    from rlhfkit.losses.reward import (
+        bradley_terry_loss,
+        listwise_loss,
+        plackett_luce_loss,
+        preference_bce_loss,
+        score_regression_loss,
+    )
+
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        by_kind[g.kind].append(i)
+    dev = rewards.device
+    losses: dict = {}
+    stats: dict = {}
+    compare_parts = []
+    if "pair" in by_kind:
+        idx = torch.tensor(by_kind["pair"], device=dev)
+        r = rewards[idx]
+        if objective.pairwise == "bce":
+            labels = torch.tensor([groups[i].label for i in by_kind["pair"]], device=dev, dtype=r.dtype)
+            loss, st = preference_bce_loss(r[:, 0], r[:, 1], labels)
+        else:
+            margins = torch.tensor([groups[i].margin for i in by_kind["pair"]], device=dev, dtype=r.dtype)
+            loss, st = bradley_terry_loss(r[:, 0], r[:, 1], margins)
+        compare_parts.append((loss, len(idx)))
+        stats.update({f"pair/{k}": v for k, v in st.items()})
+    for kind, fn in (("ranking", plackett_luce_loss), ("listwise", listwise_loss)):
+        if kind in by_kind:
+            idx = by_kind[kind]
+            k_max = max(len(groups[i].responses) for i in idx)
+            r = rewards[torch.tensor(idx, device=dev)][:, :k_max]
+            valid = torch.tensor([[k < len(groups[i].responses) for k in range(k_max)] for i in idx],
+                                 device=dev)
+            loss, st = fn(r, valid_mask=valid)
+            compare_parts.append((loss, len(idx)))
+            stats.update({f"{kind}/{k}": v for k, v in st.items()})
+    if compare_parts:
+        total_rows = sum(n for _, n in compare_parts)
+        losses["compare"] = sum(loss * (n / total_rows) for loss, n in compare_parts)
+    for kind in ("score", "language"):
+        if kind in by_kind:
+            idx = by_kind[kind]
+            targets = torch.tensor([groups[i].target for i in idx], device=dev, dtype=rewards.dtype)
+            loss, st = score_regression_loss(rewards[torch.tensor(idx, device=dev), 0], targets)
+            losses[kind] = loss
+            stats.update({f"{kind}/{k}": v for k, v in st.items()})
+    return losses, stats
+
+
+def weights_of(objective: Objective) -> dict:
+    w = objective.weights
+    return {"score": w.score, "compare": w.compare, "language": w.language}
+
+
+def rm_step(model: Any, batch: LazyBatch, cfg: RewardConfig, device: str, single_kind: str | None):
+    """One micro-batch: one forward for all groups, the mixed loss, logged stats."""
+    from rlhfkit.losses.reward import mixed_reward_loss
+    from rlhfkit.models.reward import batch_to, group_rewards
+    from rlhfkit.train.loop import StepOutput
+
+    tensors = batch_to(batch.tensors(), device)
+    rewards = group_rewards(model, tensors, cfg.dropout)  # [B, K]
+    losses, stats = group_losses(rewards, batch.groups, cfg.objective)
+    loss, mix_stats = mixed_reward_loss(losses, weights_of(cfg.objective))
+    # Stats are averaged over micro-batches by the loop: only log those every micro-batch has.
+    logged = {k.split("/", 1)[1]: v for k, v in stats.items() if single_kind and k.startswith(single_kind + "/")}
+    logged.pop("loss", None)
+    n_pairs = sum(len(g.responses) - 1 for g in batch.groups if g.kind in COMPARE_KINDS)
+    return StepOutput(loss=loss, stats=logged, tokens=int(tensors["tokens"]),
+                      examples=n_pairs or len(batch.groups))
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def ordered_pairs(group: Group) -> list[tuple[int, int, float]]:
+    """(better index, worse index, label) for every comparison a group states."""
+    if group.kind == "pair":
+        return [(0, 1, group.label)]
+    if group.kind == "listwise":
+        return [(0, j, 1.0) for j in range(1, len(group.responses))]
+    if group.kind == "ranking":
+        n = len(group.responses)
+        return [(i, j, 1.0) for i in range(n) for j in range(i + 1, n)]
+    return []
+
+
+def expected_calibration_error(diff, labels, n_bins: int = 10) -> float:
+    """ECE of P(first better) = sigmoid(diff) against decisive ``labels`` (> 0.5 = first better).
+
+    The predicted winner is the side with p > 0.5, confidence = max(p, 1 - p); bins split [0.5, 1]
+    into ``n_bins`` equal widths; ECE = sum_b (n_b / N) |accuracy_b - mean confidence_b|
+    (Guo et al. 2017). A predicted tie (p = 0.5) counts as wrong with confidence 0.5.
+    """
+    import torch
+
+    diff = torch.as_tensor(diff, dtype=torch.float64)
+    labels = torch.as_tensor(labels, dtype=torch.float64)
+    keep = labels != 0.5
+    diff, labels = diff[keep], labels[keep]
+    if diff.numel() == 0:
+        return float("nan")
+    p = torch.sigmoid(diff)
+    conf = torch.maximum(p, 1 - p)
+    correct = ((p > 0.5) & (labels > 0.5)) | ((p < 0.5) & (labels < 0.5))
+    bins = ((conf - 0.5) / 0.5 * n_bins).long().clamp(0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += float(in_bin.double().mean()) * abs(float(correct[in_bin].double().mean())
+                                                       - float(conf[in_bin].mean()))
+    return ece
+
+
+def pair_metrics(r_first, r_second, labels, n_bins: int = 10) -> dict:
+    """Accuracy (strict wins on decisive labels), predicted-tie rate, BCE loss (= Bradley-Terry for
+    label 1), reward-margin statistics and ECE. Inputs are 1-D float tensors of equal length."""
+    import torch
+
+    from rlhfkit.losses.reward import preference_bce_loss
+
+    r1, r2 = torch.as_tensor(r_first, dtype=torch.float64), torch.as_tensor(r_second, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.float64)
+    n = int(r1.numel())
+    if n == 0:
+        return {"pairs": 0}
+    loss, st = preference_bce_loss(r1, r2, y)
+    decisive = y != 0.5
+    oriented = torch.where(y >= 0.5, r1 - r2, r2 - r1)[decisive]  # > 0 = agrees with the label
+    out = {"pairs": n, "accuracy": float(st["accuracy"]), "tie_rate": float(st["tie_rate"]),
+           "label_ties": int((~decisive).sum()), "loss": float(loss),
+           "ece": expected_calibration_error(r1 - r2, y, n_bins)}
+    if oriented.numel():
+        out.update({"margin_mean": float(oriented.mean()), "margin_std": float(oriented.std(unbiased=False)),
+                    "margin_p10": float(torch.quantile(oriented, 0.1)),
+                    "margin_p50": float(torch.quantile(oriented, 0.5)),
+                    "margin_p90": float(torch.quantile(oriented, 0.9))})
+    return out
+
+
+def compute_group_rewards(model: Any, groups: Sequence[Group], cfg_like: Any, pad_id: int,
+                          device: str, cache: FrozenCache | None = None) -> list:
+    """Raw rewards of every group's responses (no grad), as lists of floats in group order."""
+    import torch
+
+    from rlhfkit.data.collate import bucketed_batches
+    from rlhfkit.models.reward import batch_to, collate_plain, collate_shared_prefix, group_rewards
+
+    collate = collate_shared_prefix if getattr(cfg_like, "prefix_sharing", True) else collate_plain
+    size = getattr(cfg_like, "eval_batch_size", 16)
+    out: list = [None] * len(groups)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for b in bucketed_batches([len(g) for g in groups], size, 0, 0, shuffle=False):
+                batch = LazyBatch([groups[i] for i in b], collate, pad_id, cache)
+                tensors = batch_to(batch.tensors(), device)
+                rewards = group_rewards(model, tensors).float().cpu()
+                for row, i in enumerate(b):
+                    out[i] = rewards[row, :len(groups[i].responses)].tolist()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def group_metrics(groups: Sequence[Group], rewards: Sequence[Sequence[float]], objective: Objective) -> dict:
+    """Dev metrics: pairwise ones over every stated comparison, plus each component's loss and the
+    mixed total (the training objective on dev)."""
+    import torch
+
+    from rlhfkit.losses.reward import mixed_reward_loss
+
+    first, second, labels = [], [], []
+    for g, r in zip(groups, rewards):
+        for i, j, y in ordered_pairs(g):
+            first.append(r[i]), second.append(r[j]), labels.append(y)
+    out = {}
+    if first:
+        out.update(pair_metrics(torch.tensor(first), torch.tensor(second), torch.tensor(labels)))
+        out["pair_loss"] = out.pop("loss")
+    k_max = max(len(r) for r in rewards)
+    padded = torch.tensor([list(r) + [0.0] * (k_max - len(r)) for r in rewards], dtype=torch.float64)
+    losses, stats = group_losses(padded, groups, objective)
+    if losses:
+        total, mix = mixed_reward_loss(losses, weights_of(objective))
+        out["loss"] = float(total)
+        out.update({k: float(v) for k, v in mix.items() if k.endswith("/loss")})
+    for kind in ("score", "language"):
+        if f"{kind}/mae" in stats:
+            out[f"{kind}/mae"] = float(stats[f"{kind}/mae"])
+    return out
+
+
+def evaluate(model: Any, groups: Sequence[Group], cfg: RewardConfig, pad_id: int, device: str,
+             cache: FrozenCache | None = None) -> dict:
+    rewards = compute_group_rewards(model, groups, cfg, pad_id, device, cache)
+    return group_metrics(groups, rewards, cfg.objective)
+
+
+# --------------------------------------------------------------------------------------------------
+# model set-up
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def freeze_lower_layers(model: Any, n: int) -> None:
+    """No gradients for the embeddings and the lowest ``n`` layers (``n`` = all layers: head + norm)."""
+    from rlhfkit.models.reward import backbone_of
+
+    if n <= 0:
+        return
+    backbone = backbone_of(model)
+    layers = backbone.layers
+    if n > len(layers):
+        raise ConfigError(f"freeze_layers={n}: the model has only {len(layers)} layers")
+    for p in backbone.get_input_embeddings().parameters():
+        p.requires_grad_(False)
+    for layer in layers[:n]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+
+
+def set_training_dropout(model: Any, p: float, start_layer: int = 0) -> None:
+    """Attention dropout in the trained layers (``start_layer`` and up) while training; module
+    attributes only, so the saved config keeps dropout 0 and the exported model is deterministic."""
+    from rlhfkit.models.reward import backbone_of
+
+    if p <= 0:
+        return
+    for layer in backbone_of(model).layers[start_layer:]:
+        for module in layer.modules():
+            if isinstance(getattr(module, "attention_dropout", None), float):
+                module.attention_dropout = p
+
+
+def apply_lora(model: Any, lora: LoraConfig) -> Any:
+    from peft import LoraConfig as PeftLora, get_peft_model
+
+    peft_cfg = PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=list(lora.target_modules), task_type="SEQ_CLS",
+                        modules_to_save=["score"])
+    return get_peft_model(model, peft_cfg)
+
+
+def build_model(cfg: RewardConfig, device: str, seed: int):
+    from rlhfkit.models.reward import init_reward_model
+
+    model, tok = init_reward_model(cfg.model, dtype=cfg.dtype, device=device, seed=seed)
+    freeze_lower_layers(model, cfg.freeze_layers)
+    set_training_dropout(model, cfg.dropout, cfg.freeze_layers)
+    if cfg.lora.enabled:
+        model = apply_lora(model, cfg.lora)
+    return model, tok
+
+
+def plain_model(model: Any, lora: bool) -> Any:
+    """The HF sequence classifier to save (LoRA merged into a copy-free base)."""
+    if lora:
+        return model.merge_and_unload()
+    return model
+
+
+# --------------------------------------------------------------------------------------------------
+# normalisation
+
+
+def reference_groups(cfg: RewardConfig, data: Datasets, tokenizer: Any) -> tuple[list[Group], str]:
+    """Groups holding up to about normalize.max_examples reference responses. ``train``: randomly
+    chosen training groups themselves (their responses are the training responses, and the
+    frozen-layer cache applies); a file: its SFT demonstrations, one response per group."""
+    from rlhfkit.data.sources import load
+
+    ref, limit = cfg.normalize.reference, cfg.normalize.max_examples
+    if ref == "none" or limit <= 0:
+        return [], "none"
+    if ref == "train":
+        order = list(range(len(data.train)))
+        random.Random(cfg.train.seed).shuffle(order)
+        groups, n = [], 0
+        for i in order:
+            if n >= limit:
+                break
+            groups.append(data.train[i])
+            n += len(data.train[i].responses)
+        return groups, f"{n} training responses"
+    result = load(ref, "sft", limit=limit)
+    say(result.report())
+    groups = []
+    for r in result.records:
+        prompt_ids, responses, cut = encode_group(tokenizer, r.prompt, [r.response], cfg.max_length)
+        groups.append(Group("score", prompt_ids, responses, truncated=cut))
+    return groups, f"{len(groups)} demonstrations from {ref}"
+
+
+def measure_normalization(model: Any, groups: list[Group], label: str, cfg: RewardConfig,
+                          pad_id: int, device: str, cache: FrozenCache | None = None):
+    """(normalization, calibration) from raw rewards on the reference groups; (None, None) if none."""
+    from rlhfkit.models.reward import reward_summary
+
+    if not groups:
+        return None, None
+    raw = [x for r in compute_group_rewards(model, groups, cfg, pad_id, device, cache) for x in r]
+    summary = reward_summary(raw)
+    normalization = {"mean": summary["mean"], "std": summary["std"], "n": summary["n"], "reference": label}
+    return normalization, summary
+
+
+# --------------------------------------------------------------------------------------------------
+# training one member, then the ensemble
+
+
+@dataclass
+class MemberSetup:
+    model: Any
+    tokenizer: Any
+    cfg: RewardConfig  # this member's config (own seed and output_dir)
+    params: list
+    cache: FrozenCache | None
+    single_kind: str | None  # the only group kind in the training data, if there is one
+
+
+def setup_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, device: str,
+                 cache: FrozenCache | None) -> MemberSetup:
+    """Model, per-member config, trainable parameters, the frozen-layer cache; prints the plan."""
+    from rlhfkit.train.loop import total_steps
+    from rlhfkit.train.report import describe_batches
+
+    seed = cfg.train.seed + index
+    seed_everything(seed)
+    model, tok = build_model(cfg, device, seed)
+    member_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output_dir=str(out), seed=seed))
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = total_steps(member_cfg.train, len(make_batches(data.train, member_cfg, tok.pad_token_id, 0)))
+    n_pairs = sum(max(1, len(g.responses) - 1) for g in data.train)
+    say(describe_batches(cfg.train.micro_batch_size, cfg.train.grad_accum, len(data.train), steps, unit="groups")
+        + f" ({n_pairs} comparisons/targets per epoch)")
+    say(f"trainable parameters: {sum(p.numel() for p in params):,} of "
+        f"{sum(p.numel() for p in model.parameters()):,} (freeze_layers={cfg.freeze_layers}, "
+        f"lora={cfg.lora.enabled})")
+    memory_check(model, cfg.train.micro_batch_size, max(len(g) for g in data.train), device)
+    if cache is None:
+        cache = make_cache(cfg, model, data, tok.pad_token_id, device)
+    kinds = {g.kind for g in data.train}
+    return MemberSetup(model, tok, member_cfg, params, cache.bind(model) if cache else None,
+                       next(iter(kinds)) if len(kinds) == 1 else None)
+
+
+def train_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, device: str,
+                 cache: FrozenCache | None = None) -> dict:
+    """Train one reward model under ``out``; returns its summary (dir, steps, dev metrics, ...)."""
+    from rlhfkit.monitor.metrics import MetricLogger
+    from rlhfkit.train.checkpoint import load_weights_into, save_hf_folder
+    from rlhfkit.train.loop import EvalSpec, train_loop
+
+    s = setup_member(cfg, data, index, out, device, cache)
+    model, pad_id, mcfg = s.model, s.tokenizer.pad_token_id, s.cfg
+    dev_metric = "accuracy" if any(ordered_pairs(g) for g in data.dev) else "loss"
+    dev_before = evaluate(model, data.dev, mcfg, pad_id, device, s.cache) if data.dev else None
+    if dev_before:
+        say("dev before training: " + format_metrics(dev_before))
+    logger = MetricLogger(out, tensorboard=mcfg.train.tensorboard)
+    result = train_loop(
+        model=model, params=s.params,
+        micro_batches=lambda epoch: make_batches(data.train, mcfg, pad_id, epoch, cache=s.cache),
+        compute=lambda batch: rm_step(model, batch, mcfg, device, s.single_kind),
+        cfg=mcfg.train, optim=cfg.optim,
+        save_model=lambda folder: save_hf_folder(model, s.tokenizer, folder),
+        load_model=lambda folder: load_weights_into(model, folder), logger=logger,
+        evaluate=(EvalSpec(lambda: evaluate(model, data.dev, mcfg, pad_id, device, s.cache),
+                           metric=dev_metric, higher_is_better=dev_metric == "accuracy") if data.dev else None),
+        desc=f"rm{'' if cfg.ensemble.members == 1 else f'[{index}]'}",
+    )
+    logger.close()
+    member = finish_member(s, data, result, device)
+    final_dir = member.save(result.final_dir)
+    return {"dir": final_dir, "steps": result.steps, "dev_before": dev_before, "dev": member.info.extra["dev"],
+            "best_eval": result.best_eval, "metrics": logger.path, "member": member, "cache": s.cache}
+
+
+def finish_member(s: MemberSetup, data: Datasets, result: Any, device: str):
+    """Merge LoRA, measure normalisation on the reference set and the final dev metrics."""
+    from rlhfkit.models.reward import RewardInfo, RewardModel
+
+    model = plain_model(s.model, s.cfg.lora.enabled)
+    pad_id = s.tokenizer.pad_token_id
+    ref_groups, ref_label = reference_groups(s.cfg, data, s.tokenizer)
+    normalization, calibration = measure_normalization(model, ref_groups, ref_label, s.cfg, pad_id, device,
+                                                       s.cache)
+    dev_after = evaluate(model, data.dev, s.cfg, pad_id, device, s.cache) if data.dev else None
+    kinds = {g.kind for g in data.train}
+    info = RewardInfo(max_length=s.cfg.max_length, normalization=normalization, calibration=calibration,
+                      extra={"objective": describe_objective(s.cfg, kinds), "seed": s.cfg.train.seed,
+                             "steps": result.steps, "dev": dev_after, "best_eval": result.best_eval,
+                             "freeze_layers": s.cfg.freeze_layers})
+    return RewardModel(model, s.tokenizer, info)
+
+
+def describe_objective(cfg: RewardConfig, kinds: set) -> str:
+    parts = []
+    if "pair" in kinds:
+        parts.append(cfg.objective.pairwise)
+    if "listwise" in kinds and cfg.objective.pairwise != "listwise":
+        parts.append("listwise")
+    if "ranking" in kinds:
+        parts.append("plackett_luce")
+    parts += [k for k in ("score", "language") if k in kinds]
+    return "+".join(dict.fromkeys(parts))
+
+
+def run(cfg: RewardConfig) -> RewardResult:
+    import time
+
+    start = time.time()
+    out = prepare_output(cfg, cfg.train.output_dir)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.device)
+    from rlhfkit.models.loading import load_tokenizer, resolve_model_path
+
+    tokenizer = load_tokenizer(resolve_model_path(cfg.model))
+    data = load_datasets(cfg, tokenizer, device)
+    if not data.train:
+        raise ConfigError(f"data.train: {cfg.data.train}: no usable training records")
+    if data.judged:
+        save_judged(out / "judge_scores.jsonl", data.judged)
+    if cfg.ensemble.members == 1:
+        member = train_member(cfg, data, 0, out, device)
+        members = [member]
+        final_dir, disagreement, ens_dev = member["dir"], None, member["dev"]
+    else:
+        members, cache = [], None  # members share the frozen-layer cache (same frozen weights)
+        for i in range(cfg.ensemble.members):
+            members.append(train_member(cfg, data, i, out / f"member-{i}", device, cache))
+            cache = members[-1]["cache"]
+        final_dir, disagreement, ens_dev = save_ensemble(cfg, data, members, out / "final", device, cache)
+    first = members[0]
+    return RewardResult(
+        model_dir=final_dir, steps=sum(m["steps"] for m in members),
+        members=[{k: v for k, v in m.items() if k not in ("member", "cache")} for m in members],
+        dev_before=first["dev_before"], dev_after=ens_dev, disagreement=disagreement,
+        normalization=first["member"].normalization, metrics_files=[m["metrics"] for m in members],
+        seconds=time.time() - start)
+
+
+def save_judged(path: Path, judged: list) -> None:
+    from rlhfkit.data.records import record_to_json
+    from rlhfkit.utils.io import atomic_write_jsonl
+
+    atomic_write_jsonl(path, [{**record_to_json(r), "judge_score": round(float(s), 4)} for r, s in judged])
+
+
+def member_rewards(members: Sequence, groups: Sequence[Group], cfg_like: Any, device: str,
+                   normalize: bool = True, cache: FrozenCache | None = None):
+    """``[M, R]``: every member's (normalised) reward of every response, groups flattened in order."""
+    import torch
+
+    from rlhfkit.models.reward import normalize_scores
+
+    rows = []
+    for m in members:
+        rewards = compute_group_rewards(m.model, groups, cfg_like, m.tokenizer.pad_token_id, device, cache)
+        flat = torch.tensor([x for r in rewards for x in r], dtype=torch.float64)
+        rows.append(normalize_scores(flat, m.normalization) if normalize else flat)
+    return torch.stack(rows)
+
+
+def regroup(flat: Sequence[float], groups: Sequence[Group]) -> list[list[float]]:
+    out, at = [], 0
+    for g in groups:
+        out.append(list(flat[at:at + len(g.responses)]))
+        at += len(g.responses)
+    return out
+
+
+def save_ensemble(cfg: RewardConfig, data: Datasets, members: list, folder: Path, device: str,
+                  cache: FrozenCache | None = None):
+    """Write the ensemble folder; returns (folder, dev disagreement, ensemble dev metrics)."""
+    from rlhfkit.models.reward import RewardEnsemble, reward_summary
+
+    models = [m["member"] for m in members]
+    ref_groups, _ = reference_groups(cfg, data, models[0].tokenizer)
+    calibration = None
+    if ref_groups:
+        calibration = reward_summary(member_rewards(models, ref_groups, cfg, device, cache=cache).mean(dim=0).tolist())
+    disagreement, ens_dev = None, None
+    if data.dev:
+        normed = member_rewards(models, data.dev, cfg, device, cache=cache)  # [M, R]
+        disagreement = float(normed.std(dim=0, unbiased=False).mean())
+        ens_dev = group_metrics(data.dev, regroup(normed.mean(dim=0).tolist(), data.dev), cfg.objective)
+    ensemble = RewardEnsemble(models, calibration, extra={"members": len(models), "dev": ens_dev,
+                                                          "dev_disagreement": disagreement})
+    return ensemble.save(folder), disagreement, ens_dev
+
+
+# --------------------------------------------------------------------------------------------------
+# rlhfkit rm eval
+
+
+@dataclass
+class EvalSettings:
+    """What ``compute_group_rewards`` needs when there is no RewardConfig (``rm eval``)."""
+
+    eval_batch_size: int = 16
+    prefix_sharing: bool = True
+
+
+@dataclass
+class EvalResult:
+    model: str
+    data: str
+    metrics: dict
+    members: list = field(default_factory=list)  # per-member metrics for an ensemble
+    disagreement: float | None = None
+    units: str = "raw"
+    out: Path | None = None
+    read_report: str = ""
+
+
+def evaluate_file(model_path: str, data: str, out: str | None = None, kind: str = "pairs",
+                  batch_size: int = 16, reduce: str = "mean", c: float = 1.0,
+                  device: str = "auto") -> EvalResult:
+    """Score every pair of ``data`` (rankings: all ordered pairs) and compute accuracy, loss, margin
+    statistics and ECE. A single model is judged on raw rewards (the scale its loss used); an
+    ensemble on its reduced normalised member rewards, plus per-member metrics and disagreement."""
+    from rlhfkit.data.records import ranking_to_pairs
+    from rlhfkit.data.sources import load
+    from rlhfkit.models.reward import RewardEnsemble, load_reward_model, reduce_members
+
+    device = resolve_device(device)
+    rm = load_reward_model(model_path, device=device)
+    result = load(data, kind)
+    pairs = result.records if kind == "pairs" else [p for r in result.records for p in ranking_to_pairs(r)]
+    if not pairs:
+        raise ConfigError(f"--data {data}: no usable pairs to evaluate")
+    tok = rm.tokenizer
+    groups = []
+    for p in pairs:
+        prompt_ids, responses, cut = encode_group(tok, p.prompt, [p.chosen, p.rejected], rm.max_length)
+        groups.append(Group("pair", prompt_ids, responses, label=float(p.label), truncated=cut, source=p.source))
+    truncation_report("evaluation pairs", sum(g.truncated for g in groups), len(groups), rm.max_length)
+    settings = EvalSettings(eval_batch_size=batch_size)
+    members = rm.members if isinstance(rm, RewardEnsemble) else [rm]
+    normalize = len(members) > 1 and all(m.normalization for m in members)
+    per = member_rewards(members, groups, settings, device, normalize=normalize)  # [M, 2N]
+    scores = reduce_members(per, reduce, c) if len(members) > 1 else per[0]
+    labels = [g.label for g in groups]
+    metrics = pair_metrics(scores[0::2], scores[1::2], labels)
+    member_metrics = [pair_metrics(m[0::2], m[1::2], labels) for m in per] if len(members) > 1 else []
+    spread = per.std(dim=0, unbiased=False) if len(members) > 1 else None
+    written = None
+    if out:
+        written = write_pair_scores(Path(out), pairs, scores, per if len(members) > 1 else None, spread)
+    return EvalResult(model=str(model_path), data=data, metrics=metrics, members=member_metrics,
+                      disagreement=float(spread.mean()) if spread is not None else None,
+                      units="normalized" if normalize else "raw", out=written, read_report=result.report())
+
+
+def write_pair_scores(path: Path, pairs: Sequence, scores, per_member, spread) -> Path:
+    """One JSON line per pair: rewards, margin, P(chosen better), correctness (+ member scores)."""
+    import torch
+
+    from rlhfkit.utils.io import atomic_write_jsonl
+
+    rows = []
+    for i, p in enumerate(pairs):
+        rc, rr = float(scores[2 * i]), float(scores[2 * i + 1])
+        row = {"index": i, "source": p.source, "label": p.label, "r_chosen": round(rc, 6),
+               "r_rejected": round(rr, 6), "margin": round(rc - rr, 6),
+               "p_chosen": round(float(torch.sigmoid(torch.tensor(rc - rr))), 6),
+               "correct": (rc > rr) if p.label > 0.5 else (rc < rr) if p.label < 0.5 else None}
+        if per_member is not None:
+            row["members_chosen"] = [round(float(x), 6) for x in per_member[:, 2 * i]]
+            row["members_rejected"] = [round(float(x), 6) for x in per_member[:, 2 * i + 1]]
+            row["disagreement"] = round(float(spread[2 * i:2 * i + 2].mean()), 6)
+        rows.append(row)
+    atomic_write_jsonl(path, rows)
+    return path
+
+
+def print_eval(result: EvalResult) -> None:
+    m = result.metrics
+    print(f"{result.read_report}")
+    print(f"reward model {result.model} on {result.data}: {m['pairs']} pairs ({result.units} rewards)")
+    print(f"accuracy {m['accuracy']:.4f} (r_chosen > r_rejected; predicted ties {m['tie_rate']:.4f} "
+          f"counted apart; {m['label_ties']} tie labels excluded)")
+    print(f"mean loss {m['loss']:.4f} (-log sigmoid(r_chosen - r_rejected); BCE for soft labels)")
+    if "margin_mean" in m:
+        print(f"reward margin r_chosen - r_rejected: mean {m['margin_mean']:.4f}, std {m['margin_std']:.4f}, "
+              f"p10 {m['margin_p10']:.4f}, median {m['margin_p50']:.4f}, p90 {m['margin_p90']:.4f}")
+    print(f"calibration: ECE {m['ece']:.4f} (10 bins of confidence max(p, 1-p), p = sigmoid(r_c - r_r))")
+    for i, mm in enumerate(result.members):
+        print(f"  member {i}: accuracy {mm['accuracy']:.4f}, loss {mm['loss']:.4f}")
+    if result.disagreement is not None:
+        print(f"member disagreement (mean std of normalised rewards across members): {result.disagreement:.4f}")
+    if result.out:
+        print(f"per-pair scores: {result.out}")
+    print(f"RESULT name=rm_eval accuracy={m['accuracy']:.4f} loss={m['loss']:.4f} ece={m['ece']:.4f} "
+          f"pairs={m['pairs']}")
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def format_metrics(m: dict) -> str:
+    keys = [("accuracy", "accuracy {:.3f}"), ("tie_rate", "ties {:.3f}"), ("pair_loss", "pair loss {:.4f}"),
+            ("loss", "loss {:.4f}"), ("margin_mean", "margin {:.3f}"), ("ece", "ECE {:.3f}"),
+            ("score/loss", "score MSE {:.4f}"), ("language/loss", "language MSE {:.4f}")]
+    return ", ".join(fmt.format(m[k]) for k, fmt in keys if k in m and m[k] is not None
+                     and not (isinstance(m[k], float) and math.isnan(m[k])))
+
+
+def report(result: RewardResult) -> None:
+    """Print what a person wants to see at the end of reward-model training."""
+    print(f"reward model finished: {result.steps} optimizer steps in {result.seconds / 60:.1f} min; "
+          f"saved to {result.model_dir}")
+    if result.dev_before:
+        print(f"dev before: {format_metrics(result.dev_before)}")
+    for i, m in enumerate(result.members):
+        tag = f"member {i}" if len(result.members) > 1 else "dev after"
+        best = m.get("best_eval") or {}
+        best_text = f" (best eval at step {best['step']})" if "step" in best else ""
+        if m.get("dev"):
+            print(f"{tag}: {format_metrics(m['dev'])}{best_text}")
+    if len(result.members) > 1 and result.dev_after:
+        print(f"ensemble (mean of normalised members): {format_metrics(result.dev_after)}")
+        if result.disagreement is not None:
+            print(f"member disagreement on dev (mean std of normalised rewards): {result.disagreement:.3f}")
+    if result.normalization:
+        n = result.normalization
+        print(f"normalisation: mean {n['mean']:.4f}, std {n['std']:.4f} on {n['reference']}")
+    for path in result.metrics_files:
+        print(f"metrics: {path}")
+    if result.members and not result.dev_after:
+        warn("no dev data: accuracy on held-out pairs is the over-fitting check; set data.dev or dev_fraction")

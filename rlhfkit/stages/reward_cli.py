@@ -1,0 +1,52 @@
+"""``rlhfkit rm train`` (config-driven) and ``rlhfkit rm eval --model PATH --data FILE``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from rlhfkit.cli import add_stage
+
+    rm = sub.add_parser("rm", help="reward model: train and evaluate",
+                        description="Reward modelling (SPEC section 4): rlhfkit rm train [--config x.yaml] "
+                                    "[key=value ...]; rlhfkit rm eval --model PATH --data FILE.")
+    rm_sub = rm.add_subparsers(dest="rm_command", metavar="<train|eval>")
+    add_stage(rm_sub, "train", "rlhfkit.stages.reward", "RewardConfig", "train a reward model",
+              "Train a reward model (backbone of the SFT model + scalar head at the last token) on "
+              "pairs, rankings, scores and language feedback; early stopping on dev accuracy; "
+              "stores reward normalisation stats; ensembles with ensemble.members=k.")
+    ev = rm_sub.add_parser("eval", help="evaluate a reward model on preference pairs",
+                           description="Accuracy (r_chosen > r_rejected, ties apart), mean loss, reward "
+                                       "margin statistics, calibration (ECE); per-pair scores to --out.")
+    ev.add_argument("--model", required=True, help="reward model folder (rlhfkit or any HF 1-label classifier)")
+    ev.add_argument("--data", required=True, help="pairs file (JSONL/JSONL.gz/Parquet/..., HH transcripts) "
+                                                  "or demo:pairs")
+    ev.add_argument("--out", help="write one JSON line of scores per pair here")
+    ev.add_argument("--kind", choices=["pairs", "rankings"], default="pairs",
+                    help="record kind of --data (rankings are expanded into all ordered pairs)")
+    ev.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass")
+    ev.add_argument("--reduce", choices=["mean", "min", "mean_minus_std"], default="mean",
+                    help="ensembles: how member rewards combine")
+    ev.add_argument("--c", type=float, default=1.0, help="ensembles: c in mean - c * std")
+    ev.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ev.set_defaults(func=eval_command)
+    rm.set_defaults(func=lambda args: _no_subcommand(rm))
+
+
+def _no_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from rlhfkit.stages.reward import evaluate_file, print_eval
+
+    if args.batch_size < 1:
+        from rlhfkit.config import ConfigError
+
+        raise ConfigError("--batch-size must be >= 1")
+    result = evaluate_file(args.model, args.data, out=args.out, kind=args.kind, batch_size=args.batch_size,
+                           reduce=args.reduce, c=args.c, device=args.device)
+    print_eval(result)
+    return 0
