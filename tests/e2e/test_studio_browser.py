@@ -237,3 +237,11 @@ def test_browser_session_collects_preferences(tmp_path):
     split = by_prompt[PROMPTS[2]["prompt"]]  # alice: good, bob: tie -> no majority -> tie label
     assert split.label == 0.5 and split.meta["split"] is True
     assert (tmp_path / "studio" / "studio-compare.png").stat().st_size > 10_000
+    # the export feeds the reward stage as it is (the split item is a tie label: BCE objective)
+    from tests.conftest import run_cli
+
+    rm_out = tmp_path / "rm"
+    assert run_cli("rm", "train", "model=tiny", f"data.train={export_path}", "data.dev_fraction=0", "objective.pairwise=bce",
+                   "normalize.reference=train", f"train.output_dir={rm_out}", "train.max_steps=2",
+                   "train.progress=false") == 0
+    assert (rm_out / "final" / "config.json").exists()
