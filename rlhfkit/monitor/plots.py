@@ -48,22 +48,28 @@ def plot_rl_curves(metrics: str | Path, out_png: str | Path, target_kl: float | 
         return None
     window = max(1, len(steps) // 10)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(steps, score, alpha=0.35, color="tab:blue", label="RM score (batch mean)")
-    ax1.plot(steps, smooth(score, window), color="tab:blue", label=f"RM score (mean of {window})")
+    ax1.plot(steps, score, alpha=0.35 if window > 1 else 1.0, color="tab:blue", label="RM score (batch mean)")
+    if window > 1:
+        ax1.plot(steps, smooth(score, window), color="tab:blue", label=f"RM score (mean of {window} iterations)")
     xs, total = _series(rows, "reward")
     if xs:
         ax1.plot(xs, smooth(total, window), color="tab:green", label="score - beta * KL")
     ex, es = _series(rows, "eval/score")
     if ex:
-        ax1.plot(ex, es, "o", color="tab:red", label="held-out score")
+        ax1.plot(ex, es, "o-", color="tab:red", label="held-out score (fixed prompts)")
     ax1.set_xlabel("iteration")
     ax1.set_ylabel("reward")
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
     kx, kl = _series(rows, "kl")
     if kx:
-        ax2.plot(kx, kl, alpha=0.35, color="tab:orange", label="KL(pi || pi_ref) per response")
-        ax2.plot(kx, smooth(kl, window), color="tab:orange", label=f"KL (mean of {window})")
+        ax2.plot(kx, kl, alpha=0.35 if window > 1 else 1.0, color="tab:orange",
+                 label="KL(pi || pi_ref) per response")
+        if window > 1:
+            ax2.plot(kx, smooth(kl, window), color="tab:orange", label=f"KL (mean of {window} iterations)")
+    ekx, ekl = _series(rows, "eval/kl")
+    if ekx:
+        ax2.plot(ekx, ekl, "o", color="tab:red", label="held-out KL")
     if target_kl is not None:
         ax2.axhline(target_kl, color="gray", linestyle="--", label=f"target {target_kl}")
     ax2.set_xlabel("iteration")
