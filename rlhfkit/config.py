@@ -206,20 +206,23 @@ def save_config(cfg: Any, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type, prefix: str = "") -> list[str]:
-    """One line per key, ``key (type, default): help``, for ``--help``."""
+def describe(cls: type, prefix: str = "", instance: Any = None) -> list[str]:
+    """One line per key, ``key = default   help``, for ``--help``. A group shows the defaults the
+    stage gives it (its ``default_factory``), not the group class's own."""
     lines = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            lines.extend(describe(tp, f"{prefix}{f.name}."))
-            continue
-        if f.default is not dataclasses.MISSING:
+        if instance is not None:
+            default = getattr(instance, f.name)
+        elif f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         else:
             default = "required"
+        if dataclasses.is_dataclass(tp):
+            lines.extend(describe(tp, f"{prefix}{f.name}.", default if default != "required" else None))
+            continue
         lines.append(f"  {prefix}{f.name} = {default!r}   {f.metadata.get('help', '')}")
     return lines

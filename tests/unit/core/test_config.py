@@ -64,3 +64,8 @@ def test_describe_lists_every_key_with_help():
     text = "\n".join(describe(Outer))
     assert "inner.lr = 1e-05   learning rate" in text
     assert "mode = 'a'   mode" in text
+
+
+def test_describe_shows_the_stage_defaults_of_a_group():
+    text = "\n".join(describe(Outer))
+    assert "inner.steps = 99" in text  # Outer's factory default, not Inner's 10
