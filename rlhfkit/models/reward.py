@@ -410,6 +410,23 @@ def encode_pairs_for_scoring(tokenizer: Any, prompts: Sequence, responses: Seque
     return out
 
 
+def encode_group(tokenizer: Any, prompt: Any, responses: Sequence[str], max_length: int):
+    """One prompt and K responses for :func:`collate_shared_prefix`: the prompt ids (cut from the
+    left to leave room for the longest response) and each response's ids + EOS, so that
+    prompt + response <= max_length for every response. Returns (prompt_ids, responses, truncated)."""
+    from rlhfkit.data.records import as_conversation
+    from rlhfkit.data.tokenize import encode_prompt, encode_response, fit
+
+    conv = prompt if isinstance(prompt, tuple) else as_conversation(prompt)
+    prompt_ids = encode_prompt(tokenizer, conv)
+    encoded = [encode_response(tokenizer, r) for r in responses]
+    fitted = fit(prompt_ids, max(encoded, key=len), max_length)
+    room = max_length - len(fitted.prompt_ids)
+    cut = [ids[:room] for ids in encoded]
+    truncated = fitted.prompt_truncated or any(len(c) < len(e) for c, e in zip(cut, encoded))
+    return fitted.prompt_ids, cut, truncated
+
+
 class RewardModel:
     """A trained reward model: ``.model`` (HF sequence classifier), ``.tokenizer``, ``.info``."""
 
@@ -471,6 +488,31 @@ class RewardModel:
             mask = pad([[1] * len(s) for s in seqs], 0)
             out[chunk] = self.score_ids(input_ids, mask, normalize=False).cpu()
         return normalize_scores(out, self.normalization) if normalize else out
+
+    def score_candidates(self, prompts: Sequence, candidates: Sequence[Sequence[str]], batch_size: int = 4,
+                         normalize: bool = True) -> list:
+        """Best-of-N scoring: for each prompt, the rewards ``[K]`` of its K candidate responses. Each
+        prompt is computed once for all of its candidates (one shared-prefix row per prompt)."""
+        import torch
+
+        groups = [encode_group(self.tokenizer, p, list(c), self.max_length)[:2] for p, c in zip(prompts, candidates)]
+        out: list = [None] * len(groups)
+        order = sorted(range(len(groups)), key=lambda i: len(groups[i][0]) + sum(map(len, groups[i][1])))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(order), batch_size):
+                    chunk = order[start:start + batch_size]
+                    batch = batch_to(collate_shared_prefix([groups[i] for i in chunk], self.tokenizer.pad_token_id),
+                                     self.device)
+                    rewards = shared_prefix_rewards(self.model, batch).float().cpu()
+                    for row, i in enumerate(chunk):
+                        raw = rewards[row, :len(groups[i][1])]
+                        out[i] = normalize_scores(raw, self.normalization) if normalize else raw
+        finally:
+            self.model.train(was_training)
+        return out
 
     def save(self, folder: str | Path) -> Path:
         """Write an HF folder (+ tokenizer + rlhfkit_reward.json) atomically."""

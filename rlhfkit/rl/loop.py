@@ -168,19 +168,22 @@ def memory_report(roles: Any, reward: Any, micro: int, seq_len: int, device: str
     frozen copies (reference, reward model) as weights only."""
     from rlhfkit.train.report import available_memory, estimate_training_memory
 
-    frozen = 0
-    if roles.reference is not None:
-        frozen += sum(p.numel() * p.element_size() for p in roles.reference.parameters())
+    def weight_bytes(module: Any) -> int:
+        return sum(p.numel() * p.element_size() for p in module.parameters())
+
+    frozen = weight_bytes(roles.reference) if roles.reference is not None else 0
     rm = getattr(reward, "model", None)
-    rm_module = getattr(rm, "model", None) if rm is not None else None
-    if rm_module is not None:
-        frozen += sum(p.numel() * p.element_size() for p in rm_module.parameters())
+    for member in getattr(rm, "members", None) or ([rm] if rm is not None else []):
+        if getattr(member, "model", None) is not None:
+            frozen += weight_bytes(member.model)
     est = estimate_training_memory(roles.policy, micro, seq_len, device=device)
     total = est.total + frozen
     parts = [f"policy {est.total / GiB:.2f}"]
     if roles.value is not None:
         v = estimate_training_memory(roles.value, micro, seq_len, device=device)
-        v_total = v.total - v.activations + v.activations / 3  # no LM-head logits in a value model
+        vocab = getattr(roles.value.config, "vocab_size", 0)
+        bytes_per = next(roles.value.parameters()).element_size()
+        v_total = v.total - 3 * micro * seq_len * vocab * bytes_per  # a value model has no LM-head logits
         total += v_total
         parts.append(f"value {v_total / GiB:.2f}")
     if frozen:

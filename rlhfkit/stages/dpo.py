@@ -72,8 +72,9 @@ class DPOConfig:
     reference_batch_size: int = opt(16, "pairs per forward pass when precomputing reference log-probs")
     data: DPOData = opt(factory=DPOData, help="")
     lora: LoraConfig = opt(factory=LoraConfig, help="")
+    # 4 x 2 = 8 pairs per step: a micro-batch of 8 long HH pairs (max_length 512) peaks near 10 GiB
     train: TrainConfig = opt(factory=lambda: TrainConfig(output_dir="runs/dpo", epochs=1,
-                                                         micro_batch_size=8), help="")
+                                                         micro_batch_size=4, grad_accum=2), help="")
     optim: OptimConfig = opt(factory=lambda: OptimConfig(lr=1e-6, warmup_ratio=0.1), help="")
     samples: SampleConfig = opt(factory=lambda: SampleConfig(prompts=2), help="")
 
@@ -566,6 +567,12 @@ def run(cfg: DPOConfig) -> DPOResult:
     before = sample(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
     evaluate = (lambda: evaluate_pairs(model, dev_batches, reference["dev"], cfg, device)) if dev else None
     dev_before = evaluate() if evaluate else None
+    if dev_before:
+        from rlhfkit.utils.io import write_json
+
+        write_json(out / "eval_before.json", dev_before)  # metrics.jsonl restarts with the loop
+        say(f"dev before training ({dev_before['pairs']} pairs): loss {dev_before['loss']:.4f}, chosen has "
+            f"the higher per-token log-prob in {dev_before['logp_accuracy']:.1%}")
     logger = MetricLogger(out, tensorboard=cfg.train.tensorboard)
 
     result = train_loop(

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from rlhfkit.config import ConfigError, opt
-from rlhfkit.stages.common import memory_check, prepare_output, say, seed_everything, truncation_report, warn
+from rlhfkit.models.reward import encode_group
+from rlhfkit.stages.common import prepare_output, say, seed_everything, truncation_report, warn
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
 COMPONENTS = ("score", "compare", "language")
@@ -94,9 +95,10 @@ class RewardConfig:
     max_length: int = opt(512, "prompt+response tokens per response; longer ones are cut and counted")
     prefix_sharing: bool = opt(True, "compute each prompt once for all its responses (tree attention "
                                "mask); false = one padded row per response (same scores, slower)")
-    freeze_layers: int = opt(0, "freeze the embeddings and the lowest N transformer layers (no "
-                             "backward through them: faster, less over-fitting)")
-    cache_frozen: bool = opt(True, "with freeze_layers > 0: compute the frozen layers once per example "
+    freeze_layers: int = opt(-4, "freeze the embeddings and the lowest N transformer layers (no backward "
+                             "through them: faster, less over-fitting); negative N = train only the top |N| "
+                             "layers (-4 on a 30-layer model freezes 26); 0 = full fine-tuning")
+    cache_frozen: bool = opt(True, "with frozen layers: compute them once per example "
                              "and reuse their output every epoch and evaluation (exact; memory: tokens x "
                              "hidden x 4 bytes)")
     dropout: float = opt(0.0, "dropout on attention in the trained layers and on the pooled state while "
@@ -107,15 +109,15 @@ class RewardConfig:
     normalize: NormalizeConfig = opt(factory=NormalizeConfig, help="")
     ensemble: EnsembleConfig = opt(factory=EnsembleConfig, help="")
     lora: LoraConfig = opt(factory=LoraConfig, help="")
+    # Defaults chosen on HH-RLHF harmless (1.5k pairs, SmolLM2-135M; configs/rm/hh_default.yaml):
+    # top 4 layers + head trained at 2e-5 for up to 2 epochs, early stopping on held-out accuracy.
     train: TrainConfig = opt(factory=lambda: TrainConfig(
-        output_dir="runs/rm", epochs=2, micro_batch_size=8, eval_every=20,
-        early_stopping_patience=3), help="")
-    optim: OptimConfig = opt(factory=lambda: OptimConfig(lr=1e-5, weight_decay=0.0, warmup_ratio=0.05),
+        output_dir="runs/rm", epochs=2, micro_batch_size=8, eval_every=40,
+        early_stopping_patience=4), help="")
+    optim: OptimConfig = opt(factory=lambda: OptimConfig(lr=2e-5, weight_decay=0.0, warmup_ratio=0.05),
                              help="")
 
     def validate(self) -> None:
-        if self.freeze_layers < 0:
-            raise ValueError("freeze_layers must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
         if self.ensemble.members < 1:
@@ -163,21 +165,6 @@ class Group:
     @property
     def component(self) -> str:
         return "compare" if self.kind in COMPARE_KINDS else self.kind
-
-
-def encode_group(tokenizer: Any, prompt: tuple, responses: Sequence[str], max_length: int):
-    """Shared prompt ids (cut to leave room for the longest response) and each response's ids;
-    prompt + response <= max_length for every response. Returns (prompt_ids, responses, truncated)."""
-    from rlhfkit.data.tokenize import encode_prompt, encode_response, fit
-
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    encoded = [encode_response(tokenizer, r) for r in responses]
-    longest = max(encoded, key=len)
-    fitted = fit(prompt_ids, longest, max_length)
-    room = max_length - len(fitted.prompt_ids)
-    cut = [ids[:room] for ids in encoded]
-    truncated = fitted.prompt_truncated or any(len(c) < len(e) for c, e in zip(cut, encoded))
-    return fitted.prompt_ids, cut, truncated
 
 
 def pair_groups(pairs: Sequence, tokenizer: Any, cfg: RewardConfig, pairwise: str | None = None) -> list[Group]:
@@ -450,12 +437,13 @@ class FrozenCache:
         return out
 
 
-def make_cache(cfg: RewardConfig, model: Any, data: "Datasets", pad_id: int, device: str) -> "FrozenCache | None":
+def make_cache(cfg: RewardConfig, model: Any, data: "Datasets", pad_id: int, device: str,
+               n_frozen: int) -> "FrozenCache | None":
     """A FrozenCache when it is valid and fits in memory, else None (with the reason said)."""
     from rlhfkit.models.reward import supports_layer_split
     from rlhfkit.train.report import available_memory
 
-    if cfg.freeze_layers <= 0 or not cfg.cache_frozen:
+    if n_frozen <= 0 or not cfg.cache_frozen:
         return None
     if cfg.lora.enabled or not cfg.prefix_sharing or not supports_layer_split(model):
         say("frozen-layer cache off (needs prefix_sharing, no LoRA, and a decoder with .layers/.norm)")
@@ -465,9 +453,9 @@ def make_cache(cfg: RewardConfig, model: Any, data: "Datasets", pad_id: int, dev
     if need > 0.25 * available_memory(device):
         warn(f"frozen-layer cache off: it would need {need / 2**30:.1f} GiB")
         return None
-    say(f"caching the output of the {cfg.freeze_layers} frozen layers ({need / 2**30:.2f} GiB): later epochs "
+    say(f"caching the output of the {n_frozen} frozen layers ({need / 2**30:.2f} GiB): later epochs "
         "and evaluations run only the trained layers")
-    return FrozenCache(cfg.freeze_layers, pad_id, device)
+    return FrozenCache(n_frozen, pad_id, device)
 
 
 def group_losses(rewards, groups: Sequence[Group], objective: Objective) -> tuple[dict, dict]:
@@ -692,6 +680,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def frozen_layer_count(model: Any, n: int) -> int:
+    """``freeze_layers`` -> how many layers to freeze: N >= 0 as given, N < 0 all but the top |N|."""
+    from rlhfkit.models.reward import backbone_of
+
+    total = len(backbone_of(model).layers)
+    if n > total:
+        raise ConfigError(f"freeze_layers={n}: the model has only {total} layers")
+    return max(0, total + n) if n < 0 else n
+
+
 def freeze_lower_layers(model: Any, n: int) -> None:
     """No gradients for the embeddings and the lowest ``n`` layers (``n`` = all layers: head + norm)."""
     from rlhfkit.models.reward import backbone_of
@@ -699,12 +697,11 @@ def freeze_lower_layers(model: Any, n: int) -> None:
     if n <= 0:
         return
     backbone = backbone_of(model)
-    layers = backbone.layers
-    if n > len(layers):
-        raise ConfigError(f"freeze_layers={n}: the model has only {len(layers)} layers")
+    if n > len(backbone.layers):
+        raise ConfigError(f"freeze_layers={n}: the model has only {len(backbone.layers)} layers")
     for p in backbone.get_input_embeddings().parameters():
         p.requires_grad_(False)
-    for layer in layers[:n]:
+    for layer in backbone.layers[:n]:
         for p in layer.parameters():
             p.requires_grad_(False)
 
@@ -732,14 +729,16 @@ def apply_lora(model: Any, lora: LoraConfig) -> Any:
 
 
 def build_model(cfg: RewardConfig, device: str, seed: int):
+    """(model, tokenizer, number of frozen layers)."""
     from rlhfkit.models.reward import init_reward_model
 
     model, tok = init_reward_model(cfg.model, dtype=cfg.dtype, device=device, seed=seed)
-    freeze_lower_layers(model, cfg.freeze_layers)
-    set_training_dropout(model, cfg.dropout, cfg.freeze_layers)
+    n_frozen = frozen_layer_count(model, cfg.freeze_layers)
+    freeze_lower_layers(model, n_frozen)
+    set_training_dropout(model, cfg.dropout, n_frozen)
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora)
-    return model, tok
+    return model, tok, n_frozen
 
 
 def plain_model(model: Any, lora: bool) -> Any:
@@ -806,6 +805,7 @@ class MemberSetup:
     params: list
     cache: FrozenCache | None
     single_kind: str | None  # the only group kind in the training data, if there is one
+    n_frozen: int = 0
 
 
 def setup_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, device: str,
@@ -816,7 +816,7 @@ def setup_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, devic
 
     seed = cfg.train.seed + index
     seed_everything(seed)
-    model, tok = build_model(cfg, device, seed)
+    model, tok, n_frozen = build_model(cfg, device, seed)
     member_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output_dir=str(out), seed=seed))
     params = [p for p in model.parameters() if p.requires_grad]
     steps = total_steps(member_cfg.train, len(make_batches(data.train, member_cfg, tok.pad_token_id, 0)))
@@ -824,14 +824,38 @@ def setup_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, devic
     say(describe_batches(cfg.train.micro_batch_size, cfg.train.grad_accum, len(data.train), steps, unit="groups")
         + f" ({n_pairs} comparisons/targets per epoch)")
     say(f"trainable parameters: {sum(p.numel() for p in params):,} of "
-        f"{sum(p.numel() for p in model.parameters()):,} (freeze_layers={cfg.freeze_layers}, "
+        f"{sum(p.numel() for p in model.parameters()):,} ({n_frozen} lowest layers frozen, "
         f"lora={cfg.lora.enabled})")
-    memory_check(model, cfg.train.micro_batch_size, max(len(g) for g in data.train), device)
+    memory_report(model, cfg.train.micro_batch_size, max(len(g) for g in data.train), n_frozen, device)
     if cache is None:
-        cache = make_cache(cfg, model, data, tok.pad_token_id, device)
+        cache = make_cache(cfg, model, data, tok.pad_token_id, device, n_frozen)
     kinds = {g.kind for g in data.train}
     return MemberSetup(model, tok, member_cfg, params, cache.bind(model) if cache else None,
-                       next(iter(kinds)) if len(kinds) == 1 else None)
+                       next(iter(kinds)) if len(kinds) == 1 else None, n_frozen)
+
+
+def memory_report(model: Any, micro_batch_size: int, row_length: int, n_frozen: int, device: str) -> None:
+    """Peak-memory estimate for reward-model training: no LM head, and activations are kept only
+    for the trained layers (frozen ones run without a graph). Same formula as
+    rlhfkit.train.report.estimate_training_memory otherwise (Korthikanti et al. 2022)."""
+    from rlhfkit.models.reward import backbone_of
+    from rlhfkit.train.report import MemoryEstimate, available_memory
+
+    params = list(model.parameters())
+    bytes_per = params[0].element_size()
+    n_train = sum(p.numel() for p in params if p.requires_grad)
+    cfg = model.config.get_text_config()
+    tokens = micro_batch_size * row_length
+    per_layer = (34 * tokens * cfg.hidden_size + 5 * cfg.num_attention_heads * row_length * tokens) * bytes_per / 2
+    trained_layers = len(backbone_of(model).layers) - n_frozen
+    est = MemoryEstimate(weights=sum(p.numel() for p in params) * bytes_per, grads=n_train * bytes_per,
+                         optimizer=2 * n_train * 4, activations=trained_layers * per_layer,
+                         available=available_memory(device))
+    if est.too_big:
+        warn(est.summary() + ": this will likely run out of memory; lower micro_batch_size or max_length, "
+             "freeze more layers or raise grad_accum instead")
+    else:
+        say(est.summary())
 
 
 def train_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, device: str,
@@ -880,7 +904,7 @@ def finish_member(s: MemberSetup, data: Datasets, result: Any, device: str):
     info = RewardInfo(max_length=s.cfg.max_length, normalization=normalization, calibration=calibration,
                       extra={"objective": describe_objective(s.cfg, kinds), "seed": s.cfg.train.seed,
                              "steps": result.steps, "dev": dev_after, "best_eval": result.best_eval,
-                             "freeze_layers": s.cfg.freeze_layers})
+                             "frozen_layers": s.n_frozen})
     return RewardModel(model, s.tokenizer, info)
 
 

@@ -30,6 +30,8 @@ def test_dpo_raises_implicit_reward_accuracy_on_its_training_pairs(tmp_path, cap
     assert train[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)  # policy == reference at step 1
     assert train[-1]["loss"] < 0.5 and train[-1]["rewards/accuracy"] > 0.8
     assert evals[-1]["eval/accuracy"] >= 0.9 and evals[-1]["eval/margin"] > 0
+    before = json.loads((out / "eval_before.json").read_text())
+    assert before["ties"] == 1.0 and before["accuracy"] == 0.0 and before["pairs"] == 40  # policy == ref
     printed = capsys.readouterr().out
     assert "implicit-reward accuracy 0.0% ->" in printed and "(ties 100% ->" in printed
     from rlhfkit.models.loading import resolve_model_path

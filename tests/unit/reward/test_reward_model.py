@@ -225,3 +225,15 @@ def test_ensemble_save_load_and_reduce(tmp_path):
                               reduce_members(per, how, 2.0), atol=1e-6)
     assert ens.calibration_range["min"] == -1.0 and ens.calibration_range["units"] == "normalized"
     assert ens.tokenizer is ens.members[0].tokenizer
+
+
+def test_score_candidates_shares_the_prompt_and_matches_score(rm):
+    model, tok = rm
+    reward = RewardModel(model, tok, RewardInfo(max_length=128, normalization={"mean": 0.5, "std": 4.0}))
+    prompts = ["Name a fruit.", "How do I boil an egg?"]
+    candidates = [["Apple.", "A banana is a fruit.", "No."], ["Boil it for eight minutes."]]
+    got = reward.score_candidates(prompts, candidates)
+    assert [tuple(x.shape) for x in got] == [(3,), (1,)]
+    for prompt, cands, scores in zip(prompts, candidates, got):
+        expected = reward.score([prompt] * len(cands), cands)
+        assert torch.allclose(scores, expected, atol=1e-4)

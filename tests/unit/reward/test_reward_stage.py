@@ -207,6 +207,17 @@ def test_freeze_lower_layers():
         freeze_lower_layers(model, 3)
 
 
+def test_negative_freeze_layers_keep_the_top_layers_trainable():
+    from rlhfkit.models import load_causal_lm
+    from rlhfkit.models.reward import reward_model_from_causal_lm
+    from rlhfkit.stages.reward import frozen_layer_count
+
+    model = reward_model_from_causal_lm(load_causal_lm("tiny")[0])  # 2 layers
+    assert [frozen_layer_count(model, n) for n in (-4, -2, -1, 0, 1, 2)] == [0, 0, 1, 0, 1, 2]
+    with pytest.raises(ValueError, match="only 2 layers"):
+        frozen_layer_count(model, 3)
+
+
 def test_config_validation():
     from rlhfkit.config import ConfigError, load_config
 
