@@ -11,6 +11,7 @@ Conventions used across :mod:`rlhfkit.losses`:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "check_same_shape",
@@ -112,7 +113,7 @@ def logprobs_from_logits(
     Shapes: ``logits [..., V]``, ``labels [...]`` (long, valid indices; replace ignore values such as
     -100 before calling) -> ``[...]`` in ``logits.dtype`` (float32 math for 16-bit inputs).
 
-    Memory: for 32/64-bit logits it computes ``z[label] - logsumexp(z)`` and never materialises the
+    Memory: for 32/64-bit logits it computes ``-cross_entropy(z, label)`` and never materialises the
     ``[..., V]`` log-softmax; 16-bit logits are processed one row of the leading dimension at a time
     in float32 (logsumexp in bf16 loses too much precision), so only one row is upcast at once.
     Dividing by the sampling temperature matters (Huang et al. 2023): the training log-probs must be
@@ -128,8 +129,10 @@ def logprobs_from_logits(
     labels = labels.long()
     if logits.dtype in (torch.float32, torch.float64):
         z = logits / temperature if temperature != 1.0 else logits
-        picked = z.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        return picked - torch.logsumexp(z, dim=-1)
+        # log softmax(z)[y] = -cross_entropy(z, y): the fused kernel's backward is about twice as
+        # fast on [N, V] logits as a gather - logsumexp chain, and it never materialises [N, V] twice
+        flat = F.cross_entropy(z.reshape(-1, z.shape[-1]), labels.reshape(-1), reduction="none")
+        return -flat.reshape(labels.shape)
     rows = []
     for row_logits, row_labels in zip(logits, labels):  # leading dim, float32 one row at a time
         z = row_logits.float() / temperature
