@@ -1,4 +1,5 @@
-"""Seconds per PPO iteration of rlhfkit's ``ppo`` stage, with the time split, beside TRL's figure.
+"""Seconds per PPO iteration of rlhfkit's ``ppo`` stage, with the time split, beside TRL's figure;
+and rollout tokens/s of the fast engine vs transformers ``generate``, measured in the same run.
 
 Shape (BASELINES.md): SmolLM2-135M-Instruct (the embedded default) in fp32, 16 HH-RLHF harmless
 prompts of at most 128 tokens (chat template included) per rollout batch, up to 64 new tokens,
@@ -16,11 +17,16 @@ in BASELINES.md (58 s per iteration, same shape), printed and labelled as such.
 The iteration time is the median over iterations after the first (warm-up). rlhfkit stops a
 response at EOS, so shorter answers mean less work: the mean response length is printed too.
 
-    python benchmarks/ppo_iteration.py --quick          # 1 warm-up + 1 timed iteration
+Rollout: after the PPO iterations, the policy model samples batch 32 x 64 new tokens from HH
+prompts with the fast engine and with ``generate`` (same prompts, same seed; the functions of
+benchmarks/rollout_engine.py), beside the arithmetic bound at the fp32 matmul peak measured then.
+
+    python benchmarks/ppo_iteration.py --quick          # 1 warm-up + 1 timed iteration, 1 rollout repeat
     python benchmarks/ppo_iteration.py --iterations 4 --value head
 
-The last line is machine-readable:
-``RESULT name=ppo_iteration ours_s=<x> trl_s=<x> ratio=<x>`` (ratio = TRL seconds / ours).
+The last two lines are machine-readable:
+``RESULT name=rollout ours_tokens_per_s=<x> generate_tokens_per_s=<x> ratio=<x>``
+``RESULT name=ppo_iteration seconds=<x> rollout_s=<x> scoring_s=<x> update_s=<x>`` (medians).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
 from benchmarks.common import result_line  # noqa: E402
+from benchmarks.rollout_engine import compare_engines, report_lines, rollout_result  # noqa: E402
 from rlhfkit.paths import shared_data_dir  # noqa: E402
 
 TRL_PPO_SECONDS = 58.0  # BASELINES.md: TRL 1.12 experimental PPOTrainer, same shape, this machine type
@@ -94,6 +101,9 @@ def main() -> None:
     parser.add_argument("--reward", default="", help="reward-model folder (default: built, random head)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     parser.add_argument("--out", default="runs/bench/ppo_iteration", help="run folder")
+    parser.add_argument("--rollout-batch", type=int, default=32, help="rollout comparison batch")
+    parser.add_argument("--rollout-repeats", type=int, default=3,
+                        help="timed repeats per engine in the rollout comparison (1 with --quick)")
     args = parser.parse_args()
     import logging
 
@@ -124,11 +134,22 @@ def main() -> None:
           f"{med['time_rollout'] / it:.0%}, reward/ref/value forwards {med['time_scoring']:.1f} s = "
           f"{med['time_scoring'] / it:.0%}, update {med['time_update']:.1f} s = {med['time_update'] / it:.0%}); "
           f"mean response {med['response_length']:.1f} tokens; peak RSS {peak:.1f} GiB")
-    print(f"  TRL 1.12 PPOTrainer: {TRL_PPO_SECONDS:7.1f} s/iteration  (from /work/shared BASELINES.md, "
+    print(f"  TRL 1.12 PPOTrainer: {TRL_PPO_SECONDS:7.1f} s/iteration  (from the shared BASELINES.md, "
           f"not rerun here: {TRL_SPLIT})")
-    print(f"  speed-up {TRL_PPO_SECONDS / it:.2f}x; whole benchmark {time.time() - t0:.0f} s ({load_avg()})")
-    print(result_line("ppo_iteration", ours_s=round(it, 2), trl_s=TRL_PPO_SECONDS,
-                      ratio=round(TRL_PPO_SECONDS / it, 2)))
+    print(f"  speed-up {TRL_PPO_SECONDS / it:.2f}x ({load_avg()})")
+
+    from rlhfkit.models import load_causal_lm
+
+    model, tok = load_causal_lm(args.model)
+    roll = compare_engines(model, tok, batch=args.rollout_batch, new_tokens=64,
+                           repeats=1 if args.quick else args.rollout_repeats)
+    print(f"\nRollout, fast engine vs transformers generate in this run ({args.model}, fp32, "
+          f"{roll['batch']} x 64 new tokens, no EOS stop, same seed):")
+    print("\n".join("  " + line for line in report_lines(roll)))
+    print(f"whole benchmark {time.time() - t0:.0f} s ({load_avg()})")
+    print(rollout_result(roll))
+    print(result_line("ppo_iteration", seconds=round(it, 2), rollout_s=round(med["time_rollout"], 2),
+                      scoring_s=round(med["time_scoring"], 2), update_s=round(med["time_update"], 2)))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ class PromptData:
     max_prompt_length: int = opt(
         128, "prompts longer than this many tokens (chat template included) are dropped and counted")
     eval_prompts: int = opt(8, "prompts held out for the before/after report and periodic evaluation (0 = none)")
+    eval_samples: int = opt(4, "responses sampled per held-out prompt at each evaluation (more = less noisy "
+                            "before/after numbers)")
 
 
 @dataclass

@@ -243,7 +243,8 @@ def train_rl(cfg: Any, *, stage: str, value_mode: str, need_reference: bool, pro
     iteration, stateful = build_iteration(s, optimizer, scheduler, params)
 
     def evaluate() -> dict:
-        return evaluate_policy(s, s.eval_prompts, s.eval_ids, cfg.rollout, train.seed, train.micro_batch_size)
+        return evaluate_policy(s, s.eval_prompts, s.eval_ids, cfg.rollout, train.seed, train.micro_batch_size,
+                               samples=cfg.data.eval_samples)
 
     n_show = cfg.samples.prompts
     show, show_ids = s.eval_prompts[:n_show], s.eval_ids[:n_show]
@@ -408,16 +409,20 @@ def save_final(roles: Any, out: Path) -> Path:
 
 
 def evaluate_policy(setup: RLSetup, prompts: list, ids: list, rollout: Any, seed: int,
-                    micro: int) -> dict:
-    """Sample one response per held-out prompt (fixed seed, training temperature), score it, and
-    measure KL(pi || pi_ref) per response (sum over tokens of log pi - log pi_ref, the k1 estimate).
-    Returns score, kl, response_length (means)."""
+                    micro: int, samples: int = 1) -> dict:
+    """Sample ``samples`` responses per held-out prompt (fixed seed, training temperature), score
+    them, and measure KL(pi || pi_ref) per response (sum over tokens of log pi - log pi_ref, the k1
+    estimate). Returns score, kl, response_length (means over all responses)."""
 
     from rlhfkit.rl.experience import Experience, detach_batch, forward_pass
 
     if not prompts:
         return {}
     params = sampling_params(rollout, seed, 10_000_019)
+    if samples < 1:
+        raise ValueError(f"data.eval_samples: must be >= 1, got {samples}")
+    prompts = [p for p in prompts for _ in range(samples)]
+    ids = [i for i in ids for _ in range(samples)]
     setup.roles.train(False)
     batch = detach_batch(setup.engine.generate(ids, params))
     texts = batch.decode(setup.roles.tokenizer)

@@ -19,10 +19,59 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Keys a resumed run may change without breaking the continuation (where the folder is, the length
+# of the run, logging).
+RESUME_FREE_KEYS = ("train.output_dir", "output_dir", "train.resume", "train.max_steps", "train.epochs",
+                    "train.progress", "train.tensorboard", "train.save_every", "train.keep_checkpoints",
+                    "train.log_every", "train.eval_every")
+
+
+def _flatten(data: Any, prefix: str = "") -> dict:
+    if isinstance(data, dict):
+        out: dict = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every setting that differs, except :data:`RESUME_FREE_KEYS`."""
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
+            if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k)]
+
+
+def check_resume_compatible(cfg: Any, out: Path) -> None:
+    """Before any work: a run that would resume from checkpoints in ``out`` must have the config
+    that wrote them (apart from the run length and logging), else resuming would silently continue
+    a different run or fail deep inside the optimizer state."""
+    from rlhfkit.config import ConfigError, read_yaml, to_dict
+    from rlhfkit.train.checkpoint import latest_checkpoint
+
+    train = getattr(cfg, "train", None)
+    if getattr(train, "resume", "never") != "auto" or not (out / "config.yaml").exists():
+        return
+    if latest_checkpoint(out) is None:
+        return
+    import yaml
+
+    now = yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False))  # as config.yaml stores it
+    changes = config_changes(read_yaml(out / "config.yaml"), now)
+    if changes:
+        shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+        raise ConfigError(
+            f"train.output_dir={out} holds checkpoints of a run with a different config ({shown}), and "
+            "train.resume=auto would continue that run: use a new train.output_dir, remove the folder, "
+            "or set train.resume=never to start over in it")
+
+
 def prepare_output(cfg: Any, output_dir: str) -> Path:
+    """Create the run folder and write ``config.yaml`` (after checking that a resume is valid)."""
     from rlhfkit.config import save_config
 
     out = Path(output_dir)
+    check_resume_compatible(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     return out

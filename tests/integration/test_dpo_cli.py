@@ -52,7 +52,10 @@ def test_resume_reuses_the_cached_reference(tmp_path, capsys):
     assert "reference log-probs: reused" in capsys.readouterr().out
     assert cache.stat().st_mtime_ns == stamp
     assert [r["step"] for r in rows(out / "metrics.jsonl") if "loss" in r] == [1, 2, 3, 4]
-    assert run_cli("dpo", *args, "train.max_steps=5", "max_length=100") == 0  # other tokens: recompute
+    # other tokens: resuming that run is refused, naming the key; a restart recomputes the cache
+    assert run_cli("dpo", *args, "train.max_steps=5", "max_length=100") == 2
+    assert "max_length: 128 -> 100" in capsys.readouterr().err
+    assert run_cli("dpo", *args, "train.max_steps=5", "max_length=100", "train.resume=never") == 0
     assert "computed once" in capsys.readouterr().out
 
 
