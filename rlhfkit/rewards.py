@@ -59,6 +59,28 @@ class RewardSource:
             raise RewardError(f"reward {self.name}: returned a non-finite reward")
         return rewards
 
+    def score_groups(self, prompts: Sequence[Any], groups: Sequence[Sequence[str]], batch_size: int = 32) -> list:
+        """Rewards ``[prompt][response]`` of several responses per prompt (best-of-N, GRPO groups).
+
+        A single reward model computes each prompt once for all of its responses (one shared-prefix
+        row per prompt, :meth:`RewardModel.score_candidates`); anything else is called on flat
+        chunks of ``batch_size`` responses."""
+        score_candidates = getattr(self.model, "score_candidates", None)
+        if score_candidates is not None:
+            per_prompt = max(1, max((len(g) for g in groups), default=1))
+            return [r.tolist() for r in score_candidates(list(prompts), [list(g) for g in groups],
+                                                         batch_size=max(1, batch_size // per_prompt))]
+        flat = [(p, text) for p, texts in enumerate(groups) for text in texts]
+        scores: list[float] = []
+        for at in range(0, len(flat), batch_size):
+            chunk = flat[at:at + batch_size]
+            scores += self([prompts[p] for p, _ in chunk], [t for _, t in chunk]).tolist()
+        out, at = [], 0
+        for texts in groups:
+            out.append(scores[at:at + len(texts)])
+            at += len(texts)
+        return out
+
 
 def contains_reward(words: Sequence[str]) -> Callable:
     lowered = [w.lower() for w in words if w]

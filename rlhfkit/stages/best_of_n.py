@@ -173,17 +173,8 @@ def sample_groups(engine: Any, tokenizer: Any, prompts: list, cfg: BoNConfig) ->
 
 
 def score_all(reward: Any, prompts: list, groups: list, batch_size: int) -> list[list[float]]:
-    """Reward of every sample, ``[prompt][sample]``, scored ``batch_size`` responses at a time."""
-    flat = [(p, text) for p, (texts, _) in enumerate(groups) for text in texts]
-    scores: list[float] = []
-    for at in range(0, len(flat), batch_size):
-        chunk = flat[at:at + batch_size]
-        scores += reward([prompts[p] for p, _ in chunk], [t for _, t in chunk]).tolist()
-    out, at = [], 0
-    for texts, _ in groups:
-        out.append(scores[at:at + len(texts)])
-        at += len(texts)
-    return out
+    """Reward of every sample, ``[prompt][sample]`` (a reward model computes each prompt once)."""
+    return reward.score_groups(prompts, [texts for texts, _ in groups], batch_size)
 
 
 def pick_best(scores: list[float], finished: list[bool], only_finished: bool) -> int | None:

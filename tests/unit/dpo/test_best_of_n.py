@@ -71,9 +71,27 @@ def test_scores_come_back_per_prompt_in_order():
         calls.append(len(responses))
         return torch.tensor([float(len(r)) for r in responses])
 
+    from rlhfkit.rewards import load_reward
+
     groups = [(["a", "bb"], [True, True]), (["ccc", "dddd", "e"], [True, True, True])]
-    assert score_all(reward, ["p", "q"], groups, batch_size=2) == [[1.0, 2.0], [3.0, 4.0, 1.0]]
+    assert score_all(load_reward(reward), ["p", "q"], groups, batch_size=2) == [[1.0, 2.0], [3.0, 4.0, 1.0]]
     assert calls == [2, 2, 1]
+
+
+def test_a_reward_model_scores_each_prompt_once_for_all_its_samples(tmp_path):
+    from rlhfkit.models import load_causal_lm
+    from rlhfkit.models.reward import RewardModel, reward_model_from_causal_lm
+    from rlhfkit.rewards import load_reward
+
+    model, tok = load_causal_lm("tiny")
+    RewardModel(reward_model_from_causal_lm(model), tok).save(tmp_path / "rm")
+    reward = load_reward(str(tmp_path / "rm"))
+    prompts = ["Name a colour.", "Say hi."]
+    groups = [(["Red.", "Blue is a colour.", "No."], [True] * 3), (["Hi!"], [True])]
+    got = score_all(reward, prompts, groups, batch_size=4)
+    flat = reward([prompts[0]] * 3 + [prompts[1]], ["Red.", "Blue is a colour.", "No.", "Hi!"]).tolist()
+    assert [len(g) for g in got] == [3, 1]
+    assert got[0] + got[1] == pytest.approx(flat, abs=1e-4)
 
 
 def test_reward_is_required():
