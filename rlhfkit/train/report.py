@@ -79,7 +79,8 @@ def estimate_training_memory(model: Any, micro_batch_size: int, seq_len: int, *,
                              checkpointing: bool = False) -> MemoryEstimate:
     """Rough peak for one training step: weights, grads and AdamW moments of trainable parameters,
     activations kept for backward (about 34*s*b*h + 5*a*s^2*b bytes per layer in 16-bit, doubled
-    for fp32; Korthikanti et al. 2022) and the LM-head logits with their gradient."""
+    for fp32, the second term only without a fused attention kernel; Korthikanti et al. 2022) and
+    the LM-head logits with their gradient."""
     params = list(model.parameters())
     bytes_per = params[0].element_size() if params else 4
     n_all = sum(p.numel() for p in params)
@@ -91,7 +92,11 @@ def estimate_training_memory(model: Any, micro_batch_size: int, seq_len: int, *,
     vocab = getattr(cfg, "vocab_size", 32000)
     tokens = micro_batch_size * seq_len
     scale = bytes_per / 2
-    per_layer = (34 * tokens * hidden + 5 * heads * seq_len * tokens) * scale
+    # the 5*a*s^2*b term is the stored attention probabilities; a fused kernel (SDPA, flash) keeps
+    # only its output and log-sum-exp, which the 34*s*b*h term already counts
+    fused_attention = getattr(cfg, "_attn_implementation", None) in ("sdpa", "flash_attention_2",
+                                                                     "flash_attention_3", "flex_attention")
+    per_layer = (34 * tokens * hidden + (0 if fused_attention else 5 * heads * seq_len * tokens)) * scale
     if checkpointing:
         per_layer = 2 * tokens * hidden * scale
     activations = layers * per_layer + 3 * tokens * vocab * bytes_per
