@@ -153,7 +153,9 @@ def run_trl(records: list, args, out: Path) -> dict:
 def dev_accuracy(rm, records: list, batch: int) -> float:
     """Accuracy r_chosen > r_rejected, the same scoring code for every model (rlhfkit's evaluation:
     each dev pair one row, prompt shared, no grad)."""
-    from rlhfkit.stages.reward import EvalSettings, Group, compute_group_rewards, encode_group
+    from rlhfkit.models.reward import encode_group
+    from rlhfkit.stages.reward_eval import EvalSettings, compute_group_rewards
+    from rlhfkit.stages.reward_groups import Group
 
     groups = [Group("pair", *encode_group(rm.tokenizer, r.prompt, [r.chosen, r.rejected], rm.max_length)[:2])
               for r in records]

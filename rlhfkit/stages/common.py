@@ -10,6 +10,15 @@ from typing import Any
 log = logging.getLogger("rlhfkit")
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when available, else cpu; anything else as given."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

@@ -40,7 +40,7 @@ def _no_subcommand(parser: argparse.ArgumentParser) -> int:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from rlhfkit.stages.reward import evaluate_file, print_eval
+    from rlhfkit.stages.reward_eval import evaluate_file, print_eval
 
     if args.batch_size < 1:
         from rlhfkit.config import ConfigError

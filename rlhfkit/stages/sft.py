@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from rlhfkit.config import opt
-from rlhfkit.stages.common import memory_check, prepare_output, say, seed_everything, truncation_report
+from rlhfkit.stages.common import (memory_check, prepare_output, resolve_device, say, seed_everything,
+                                   truncation_report)
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
 
@@ -55,14 +56,6 @@ class SFTResult:
     dev_loss_after: float | None
     samples: list = field(default_factory=list)  # (prompt, before, after)
     metrics_file: Path | None = None
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def load_examples(cfg: SFTConfig, tokenizer: Any) -> tuple[list, list, list]:

@@ -7,19 +7,16 @@ import pytest
 import torch
 
 from rlhfkit.data.records import DataError, Message, PreferencePair, Ranking
-from rlhfkit.stages.reward import (
+from rlhfkit.stages.reward import Objective, RewardConfig
+from rlhfkit.stages.reward_eval import expected_calibration_error, group_metrics, pair_metrics
+from rlhfkit.stages.reward_groups import (
     Group,
-    Objective,
-    RewardConfig,
     encode_group,
-    expected_calibration_error,
     expected_rating,
     group_losses,
-    group_metrics,
     listwise_groups,
     make_batches,
     pair_groups,
-    pair_metrics,
     ranking_groups,
     target_scaler,
 )
@@ -69,7 +66,8 @@ def test_compare_is_row_weighted_over_kinds():
 
 def test_mixed_objective_weights():
     from rlhfkit.losses.reward import mixed_reward_loss
-    from rlhfkit.stages.reward import MixWeights, weights_of
+    from rlhfkit.stages.reward import MixWeights
+    from rlhfkit.stages.reward_groups import weights_of
 
     groups = [g("pair", 2), g("score", 1, target=1.5), g("language", 1, target=-1.0)]
     objective = Objective(weights=MixWeights(score=0.5, compare=2.0, language=3.0))
@@ -163,7 +161,7 @@ def test_expected_rating_reads_the_digit_distribution():
 
 def test_judge_scores_language_feedback_with_a_tiny_judge():
     from rlhfkit.data.sources import load
-    from rlhfkit.stages.reward import judge_language_feedback
+    from rlhfkit.stages.reward_groups import judge_language_feedback
 
     records = load("demo:language", "language").records[:3]
     scores = judge_language_feedback(records, "tiny", "cpu", batch_size=2)
