@@ -11,7 +11,8 @@ new tokens per second for each, the ratio, and an arithmetic bound: 2 * params *
 Prompts: HH-RLHF harmless prompts (chat template applied) from ``rlhfkit.paths.shared_data_dir()``
 whose length is closest to ``--prompt-tokens``; synthetic token prompts when the data is absent.
 The last line is machine-readable:
-``RESULT name=rollout_vs_generate ours_tokens_per_s=<x> hf_tokens_per_s=<x> ratio=<x>``.
+``RESULT name=rollout ours_tokens_per_s=<x> generate_tokens_per_s=<x> ratio=<x>``.
+``compare_engines`` / ``report_lines`` / ``rollout_result`` are reused by benchmarks/ppo_iteration.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
+from benchmarks.common import matmul_peak_gflops, result_line  # noqa: E402
 from rlhfkit.models import load_causal_lm
 from rlhfkit.paths import shared_data_dir
 from rlhfkit.rollout import SamplingParams, encode_prompts, make_engine
@@ -80,18 +82,6 @@ def make_prompts(tokenizer, batch: int, target: int, spread: float,
     return prompts, "synthetic prompts (shared data absent)"
 
 
-def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
-    """fp32 matmul FLOP/s of this machine now (best of ``repeats``)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
-
-
 def time_engines(engines: dict, prompts, params, repeats: int):
     """Warm every engine up, then time them in turn (interleaved, so load drifts hit both alike).
     Returns {name: (median seconds, all seconds, last batch)}."""
@@ -105,6 +95,64 @@ def time_engines(engines: dict, prompts, params, repeats: int):
             batches[name] = engine.generate(prompts, params)
             times[name].append(time.perf_counter() - start)
     return {name: (statistics.median(t), t, batches[name]) for name, t in times.items()}
+
+
+def compare_engines(model, tok, *, batch: int = 32, new_tokens: int = 64, prompt_tokens: int = 150,
+                    spread: float = 0.5, repeats: int = 3, temperature: float = 1.0,
+                    top_p: float = 1.0, stop_at_eos: bool = False) -> dict:
+    """Time ``generate`` (the hf engine) and the fast engine on the same HH prompts and seed in one
+    run, beside the fp32 matmul peak measured now. Returns the figures ``report_lines`` prints."""
+    was_training = model.training
+    model.eval()
+    prompts, source = make_prompts(tok, batch, prompt_tokens, spread)
+    params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=new_tokens,
+                            stop_at_eos=stop_at_eos, seed=1234)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_prompt = sum(len(p) for p in prompts)
+    peak = matmul_peak_gflops() * 1e9
+    engines = {name: make_engine(name, model, tok) for name in ("hf", "fast")}
+    timed = time_engines(engines, prompts, params, repeats)
+    model.train(was_training)
+    (hf_s, hf_all, hf_batch), (fast_s, fast_all, fast_batch) = timed["hf"], timed["fast"]
+    new = int(fast_batch.response_lengths.sum())
+    same = torch.equal(hf_batch.response_ids, fast_batch.response_ids)
+    return {
+        "params": n_params, "threads": torch.get_num_threads(), "batch": len(prompts),
+        "new_tokens": new_tokens, "source": source, "prompt_tokens": n_prompt,
+        "min_len": min(map(len, prompts)), "max_len": max(map(len, prompts)),
+        "padding": 1 - n_prompt / (len(prompts) * max(map(len, prompts))),
+        "peak": peak, "hf_s": hf_s, "hf_all": hf_all, "fast_s": fast_s, "fast_all": fast_all,
+        "fast_new": new, "hf_new": int(hf_batch.response_lengths.sum()),
+        "bound_s": 2 * n_params * (n_prompt + new) / peak, "same": same,
+        "lp_diff": (hf_batch.logprobs - fast_batch.logprobs).abs().max().item() if same else float("nan"),
+    }
+
+
+def report_lines(r: dict) -> list[str]:
+    """Human-readable lines: setup, peak, both engines side by side, the arithmetic bound."""
+    ours, theirs = r["fast_new"] / r["fast_s"], r["hf_new"] / r["hf_s"]
+    fmt = lambda ts: ", ".join(f"{t:.2f}" for t in ts)  # noqa: E731
+    return [
+        f"params={r['params'] / 1e6:.1f}M threads={r['threads']} batch={r['batch']} "
+        f"new_tokens={r['new_tokens']} prompts: {r['source']}, mean length "
+        f"{r['prompt_tokens'] / r['batch']:.1f} (min {r['min_len']}, max {r['max_len']}, "
+        f"left padding {r['padding']:.0%})",
+        f"fp32 matmul peak (2048^2): {r['peak'] / 1e9:.0f} GFLOP/s",
+        f"hf generate : {theirs:8.1f} new tokens/s  (median {r['hf_s']:.2f} s of {fmt(r['hf_all'])})",
+        f"fast engine : {ours:8.1f} new tokens/s  (median {r['fast_s']:.2f} s of {fmt(r['fast_all'])})",
+        f"arithmetic bound: {r['fast_new'] / r['bound_s']:8.1f} new tokens/s  (2 * params * "
+        f"{r['prompt_tokens'] + r['fast_new']} processed tokens / peak = {r['bound_s']:.2f} s); "
+        f"fast engine at {100 * r['bound_s'] / r['fast_s']:.0f}% of it, "
+        f"hf at {100 * r['bound_s'] / r['hf_s']:.0f}%",
+        f"identical samples (same seed): {r['same']}; max |logprob diff| {r['lp_diff']:.2e}",
+    ]
+
+
+def rollout_result(r: dict) -> str:
+    """``RESULT name=rollout ours_tokens_per_s=<x> generate_tokens_per_s=<x> ratio=<x>``."""
+    ours, theirs = r["fast_new"] / r["fast_s"], r["hf_new"] / r["hf_s"]
+    return result_line("rollout", ours_tokens_per_s=round(ours, 1),
+                       generate_tokens_per_s=round(theirs, 1), ratio=round(ours / theirs, 2))
 
 
 def main() -> None:
@@ -126,43 +174,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    repeats = 1 if args.quick else args.repeats
-
     model, tok = load_causal_lm(args.model)
-    model.eval()
-    prompts, source = make_prompts(tok, args.batch, args.prompt_tokens, args.prompt_spread)
-    params = SamplingParams(temperature=args.temperature, top_p=args.top_p,
-                            max_new_tokens=args.new_tokens, stop_at_eos=args.stop_at_eos, seed=1234)
-    n_params = sum(p.numel() for p in model.parameters())
-    prompt_tokens = sum(len(p) for p in prompts)
-    padding = 1 - prompt_tokens / (len(prompts) * max(map(len, prompts)))
-    print(f"model={args.model} params={n_params / 1e6:.1f}M threads={torch.get_num_threads()} "
-          f"batch={len(prompts)} new_tokens={args.new_tokens} prompts: {source}, "
-          f"mean length {prompt_tokens / len(prompts):.1f} (min {min(map(len, prompts))}, "
-          f"max {max(map(len, prompts))}, left padding {padding:.0%})")
-
-    peak = matmul_peak()
-    engines = {name: make_engine(name, model, tok) for name in ("hf", "fast")}
-    timed = time_engines(engines, prompts, params, repeats)
-    (hf_s, hf_all, hf_batch), (fast_s, fast_all, fast_batch) = timed["hf"], timed["fast"]
-    new_tokens = int(fast_batch.response_lengths.sum())
-    hf_new = int(hf_batch.response_lengths.sum())
-    same = torch.equal(hf_batch.response_ids, fast_batch.response_ids)
-    lp_diff = (hf_batch.logprobs - fast_batch.logprobs).abs().max().item() if same else float("nan")
-    bound_s = 2 * n_params * (prompt_tokens + new_tokens) / peak
-
-    ours, theirs = new_tokens / fast_s, hf_new / hf_s
-    print(f"fp32 matmul peak (2048^2): {peak / 1e9:.0f} GFLOP/s")
-    print(f"hf generate : {theirs:8.1f} new tokens/s  (median {hf_s:.2f} s of "
-          f"{', '.join(f'{t:.2f}' for t in hf_all)})")
-    print(f"fast engine : {ours:8.1f} new tokens/s  (median {fast_s:.2f} s of "
-          f"{', '.join(f'{t:.2f}' for t in fast_all)})")
-    print(f"arithmetic bound: {new_tokens / bound_s:8.1f} new tokens/s  "
-          f"(2 * params * {prompt_tokens + new_tokens} processed tokens / peak = {bound_s:.2f} s); "
-          f"fast engine at {100 * bound_s / fast_s:.0f}% of it, hf at {100 * bound_s / hf_s:.0f}%")
-    print(f"identical samples (same seed): {same}; max |logprob diff| {lp_diff:.2e}")
-    print(f"RESULT name=rollout_vs_generate ours_tokens_per_s={ours:.1f} "
-          f"hf_tokens_per_s={theirs:.1f} ratio={ours / theirs:.2f}")
+    r = compare_engines(model, tok, batch=args.batch, new_tokens=args.new_tokens,
+                        prompt_tokens=args.prompt_tokens, spread=args.prompt_spread,
+                        repeats=1 if args.quick else args.repeats, temperature=args.temperature,
+                        top_p=args.top_p, stop_at_eos=args.stop_at_eos)
+    lines = report_lines(r)
+    print(f"model={args.model} " + lines[0])
+    print("\n".join(lines[1:]))
+    print(rollout_result(r))
 
 
 if __name__ == "__main__":

@@ -334,7 +334,7 @@ def adapter_disabled(model: Any):
 
 
 def reference_logps(model: Any, pairs: list[EncodedPair], pad_id: int, batch_size: int,
-                    device: str = "cpu", desc: str = "reference") -> Any:
+                    device: str = "cpu", desc: str = "reference", progress: bool = False) -> Any:
     """Reference log-probs ``[n, 2]`` (chosen, rejected sums) of every pair, in data order.
 
     Runs without gradients and, for a LoRA model, with the adapter off (the base is the reference)."""
@@ -346,12 +346,21 @@ def reference_logps(model: Any, pairs: list[EncodedPair], pad_id: int, batch_siz
     batches = PairBatches(pairs, batch_size, pad_id, seed=0, epoch=0, shuffle=False)
     was_training = model.training
     model.eval()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(pairs), desc=desc, unit="pair", dynamic_ncols=True)
     with torch.no_grad(), adapter_disabled(model):
         for i in range(len(batches)):
             batch = batches[i]
             chosen, rejected = pair_logps(model, batch, device)
             out[batch["index"], 0] = chosen.float().cpu()
             out[batch["index"], 1] = rejected.float().cpu()
+            if bar is not None:
+                bar.update(len(batch["index"]))
+    if bar is not None:
+        bar.close()
     model.train(was_training)
     return out
 
@@ -518,8 +527,9 @@ def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id
     def compute() -> dict:
         say(f"precomputing reference log-probs of {len(train)} training and {len(dev)} dev pairs "
             "(once; cached for resumed runs)")
-        return {"train": reference_logps(model, train, pad_id, cfg.reference_batch_size, device),
-                "dev": reference_logps(model, dev, pad_id, cfg.reference_batch_size, device)}
+        size, bar = cfg.reference_batch_size, cfg.train.progress
+        return {"train": reference_logps(model, train, pad_id, size, device, "reference (train)", bar),
+                "dev": reference_logps(model, dev, pad_id, size, device, "reference (dev)", bar)}
 
     tensors, reused = cached_reference(out / REFERENCE_FILE, fingerprint(cfg, train, dev), compute)
     seconds = 0.0 if reused else time.time() - start

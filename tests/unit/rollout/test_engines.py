@@ -265,3 +265,69 @@ def test_default_model_fast_equals_generate():
         assert torch.equal(a.finished, b.finished)
         torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-4, rtol=0)
     assert a.finished.any()  # "2+2" is answered briefly and ends with <|im_end|>
+
+
+def test_finished_rows_are_compacted_and_samples_stay_identical(tiny):
+    """With stop_at_eos, rows that finished leave the caches (compact_finished=0.01: at the first
+    finish). The live rows' seeded samples and log-probs still equal generate's, since the sampler
+    draws over all B rows as before; without compaction the fast engine gives the same tokens."""
+    model, tok = tiny
+    sharp = peaked(model, 6.0)
+    prompts = ragged_prompts(tok) * 2
+    free = make_engine("fast", sharp, tok).generate(
+        prompts, SamplingParams(temperature=1.0, max_new_tokens=12, stop_at_eos=False, seed=9))
+    # EOS ids that end rows at different steps: what rows 0 and 5 sampled at steps 1 and 4
+    eos_ids = (int(free.response_ids[0, 1]), int(free.response_ids[5, 4]))
+    params = SamplingParams(temperature=1.0, max_new_tokens=12, eos_token_ids=eos_ids, seed=9)
+    ref = make_engine("hf", sharp, tok).generate(prompts, params)
+    compacting = make_engine("fast", sharp, tok, compact_finished=0.01).generate(prompts, params)
+    plain = make_engine("fast", sharp, tok, compact_finished=0.0).generate(prompts, params)
+    lengths = ref.response_lengths.tolist()
+    assert min(lengths) < max(lengths) and ref.finished.any()  # rows end at different steps
+    assert compacting.meta["compactions"] >= 2 and plain.meta["compactions"] == 0
+    for batch in (compacting, plain):
+        assert torch.equal(batch.response_ids, ref.response_ids)
+        assert torch.equal(batch.response_mask, ref.response_mask)
+        assert torch.equal(batch.finished, ref.finished)
+        torch.testing.assert_close(batch.logprobs, ref.logprobs, atol=1e-5, rtol=0)
+    # until its EOS, each row is what it was without stopping: finished rows do not move others
+    for i, n in enumerate(lengths):
+        assert compacting.response_ids[i, :n].tolist() == free.response_ids[i, :n].tolist()
+
+
+def test_compact_finished_is_checked(tiny):
+    model, tok = tiny
+    with pytest.raises(ValueError, match="compact_finished must be in"):
+        make_engine("fast", model, tok, compact_finished=1.5)
+
+
+def test_length_groups_sort_and_split():
+    from rlhfkit.rollout.fast_engine import _length_groups
+
+    assert _length_groups([5, 1, 9, 3, 7, 2, 8, 4], 4) == [[1, 5], [3, 7], [0, 4], [6, 2]]
+    assert _length_groups([3, 1], 4) == [[1], [0]]
+    assert _length_groups([4, 4, 4], 1) == [[0, 1, 2]]
+
+
+def test_grouped_prefill_with_padding_inside_groups_matches_generate(tiny):
+    """Ten prompts of ten lengths in four length groups: each group pads its shorter prompts on the
+    right (causal attention never reads that padding); outputs equal generate's."""
+    from rlhfkit.rollout.fast_engine import _plan
+
+    model, tok = tiny
+    base = tok("Once upon a time in a small village by the sea there lived an old fisherman who "
+               "told stories to anyone who would listen")["input_ids"]
+    prompts = [base[: 3 + 2 * i] for i in (4, 0, 7, 2, 9, 5, 1, 8, 3, 6)]
+    plan = _plan(prompts, torch.device("cpu"))
+    assert len(plan.groups) == 4
+    sizes = [(g.size, g.width) for g in plan.groups]
+    assert sum(n for n, _ in sizes) == 10 and all(n >= 2 for n, _ in sizes)
+    # every computed token's query is evaluated in exactly one group (the filler, last, in none)
+    homes = torch.cat([g.q_idx[g.home] for g in plan.groups]).sort().values
+    assert torch.equal(homes, torch.arange(plan.tokens.numel() - 1))
+    hf, fast = engines(peaked(model, 5.0), tok)
+    for params in (SamplingParams(temperature=0, max_new_tokens=6),
+                   SamplingParams(temperature=1.0, max_new_tokens=6, seed=8)):
+        a, b = hf.generate(prompts, params), fast.generate(prompts, params)
+        assert torch.equal(a.response_ids, b.response_ids)
+        torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
