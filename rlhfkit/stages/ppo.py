@@ -3,12 +3,14 @@
 One iteration, top to bottom (Ziegler et al. 2019; Stiennon et al. 2020; Ouyang et al. 2022;
 implementation details from Huang et al. 2023/2024):
 
-  1. rollout   sample a response per prompt from pi_theta (temperature, top-p, EOS), keeping the
-               sampler's log-probs pi_old                                   rlhfkit.rl.experience
+  1. rollout   sample ppo.samples_per_prompt responses per prompt from pi_theta (temperature,
+               top-p, EOS), keeping the sampler's log-probs pi_old          rlhfkit.rl.experience
   2. score     reward r(x, y) per response (RM, ensemble, rule or function), hacking penalties,
                optional normalisation/clipping; reference log-probs; old values V(s_t)
   3. shape     per-token reward  r_t = -beta * KL_t  (+ score on the last token; a fixed score
-               for responses without EOS, the "EOS trick"); beta fixed or adaptive toward a target
+               for responses without EOS, the "EOS trick"); beta fixed or adaptive toward a target;
+               with ppo.score_baseline=group the score minus the mean of the other samples of
+               its prompt (leave-one-out, Ahmadian et al. 2024)
   4. advantage GAE(gamma, lambda) over the response tokens; returns = A + V; A whitened
   5. update    epochs x shuffled minibatches: clipped surrogate + vf_coef * (clipped) value loss
                (- entropy_coef * entropy), grad accumulation, grad-norm clipping, lr -> 0
@@ -44,7 +46,13 @@ from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
 @dataclass
 class PPOParams:
-    prompts_per_batch: int = opt(16, "prompts per rollout batch (one response each)")
+    prompts_per_batch: int = opt(16, "prompts per rollout batch")
+    samples_per_prompt: int = opt(1, "responses sampled per prompt (the rollout batch is prompts_per_batch x "
+                                     "this); with more than one, see score_baseline")
+    score_baseline: Literal["none", "group"] = opt(
+        "none", "group: subtract from each response's score the mean score of the other responses to the "
+                "same prompt (leave-one-out, needs samples_per_prompt >= 2) before the KL shaping and GAE, "
+                "so the advantages compare answers to one prompt instead of easy and hard prompts")
     epochs: int = opt(4, "PPO epochs over each rollout batch (reshuffled minibatches each time)")
     clip_eps: float = opt(0.2, "policy ratio clip epsilon")
     value_clip_eps: float = opt(0.2, "value clip around the rollout-time values (0 = no clipping)")
@@ -56,8 +64,10 @@ class PPOParams:
     whiten_rewards: bool = opt(False, "scale per-token rewards to unit variance (mean kept) before GAE")
 
     def validate(self) -> None:
-        if self.prompts_per_batch < 1 or self.epochs < 1:
-            raise ValueError("prompts_per_batch and epochs must be >= 1")
+        if self.prompts_per_batch < 1 or self.epochs < 1 or self.samples_per_prompt < 1:
+            raise ValueError("prompts_per_batch, samples_per_prompt and epochs must be >= 1")
+        if self.score_baseline == "group" and self.samples_per_prompt < 2:
+            raise ValueError("score_baseline=group needs samples_per_prompt >= 2")
         if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
             raise ValueError("gamma and lam must be in [0, 1]")
 
@@ -99,24 +109,34 @@ class PPOConfig:
     samples: SampleConfig = opt(factory=SampleConfig, help="")
 
     def validate(self) -> None:
-        validate_rl_train(self.train, self.ppo.prompts_per_batch)
+        validate_rl_train(self.train, self.ppo.prompts_per_batch * self.ppo.samples_per_prompt)
 
 
 def demo_config(model: str, reward: str, output_dir: str, prompts: str = "demo:prompts") -> PPOConfig:
-    """The pipeline's PPO step on the default model and 2 CPU cores (a few minutes): LoRA policy
+    """The pipeline's PPO step on the default model and 2 CPU cores (about 6 minutes estimated from
+    the per-phase times of a quiet machine; 18 minutes on a heavily shared one): LoRA policy
     (reference = adapter off) and a value head on its backbone, so only the policy/reference and
-    the reward model are in memory; 8 prompts x 32 tokens per iteration, 8 iterations."""
+    the reward model are in memory; 4 prompts x 2 samples x 32 tokens per iteration, 16 iterations.
+
+    Why (measured on the demo SFT model and reward model): half the variance of the RM's scores is
+    between prompts (std of prompt means 1.00, within a prompt 0.93), so with one sample per prompt
+    the advantages mostly say which prompts the batch drew; two samples per prompt with the
+    leave-one-out baseline compare answers to the same prompt. At lr 1e-4 with 2 epochs the LoRA
+    adapter barely moved (approx_kl ~0.0001 per update from iteration 3 on, held-out score flat);
+    lr 5e-4 with 4 epochs moves it (approx_kl 0.02-0.2). Held-out RM score (6 prompts x 4 samples,
+    mean over 5 sampling seeds): 0.31 +- 0.18 before, 0.53 +- 0.09 after 16 iterations, higher at
+    every seed (paired gain +0.23 +- 0.06), KL 2.0 nats per response, EOS share 0.79 -> 0.96."""
     from rlhfkit.rl.config import SampleConfig as Samples
 
     return PPOConfig(
         model=model, reward=reward, value_model="head",
         data=PromptData(prompts=prompts, eval_prompts=6),
         rollout=RolloutConfig(max_new_tokens=32, temperature=0.7),
-        ppo=PPOParams(prompts_per_batch=8, epochs=2),
+        ppo=PPOParams(prompts_per_batch=4, samples_per_prompt=2, score_baseline="group", epochs=4),
         lora=LoraConfig(enabled=True, r=16, alpha=32),
-        train=TrainConfig(output_dir=output_dir, max_steps=8, micro_batch_size=4, grad_accum=2,
+        train=TrainConfig(output_dir=output_dir, max_steps=16, micro_batch_size=4, grad_accum=2,
                           save_every=4),
-        optim=OptimConfig(lr=1e-4, warmup_ratio=0.0),
+        optim=OptimConfig(lr=5e-4, warmup_ratio=0.0),
         samples=Samples(prompts=0),
     )
 
@@ -138,12 +158,22 @@ def shape_rewards(exp: Any, cfg: PPOConfig, beta: float) -> tuple[Any, dict]:
     (per-sequence KL [B], stats)."""
     import torch
 
-    from rlhfkit.losses import compute_gae, kl_penalty, masked_whiten, per_token_rewards
+    from rlhfkit.losses import (compute_gae, group_advantages, kl_penalty, masked_whiten,
+                                per_token_rewards)
 
     real = exp.real_mask
     kl = kl_penalty(exp.logprobs, exp.ref_logprobs, cfg.kl.estimator)  # [B, T]
     eos_penalty = cfg.rollout.missing_eos_penalty if cfg.rollout.missing_eos == "penalty" else None
-    rewards, stats = per_token_rewards(exp.scores, kl, real, beta, has_eos=exp.finished,
+    scores, offset = exp.scores, 0.0
+    if cfg.ppo.score_baseline == "group":
+        if eos_penalty is not None:  # the EOS trick first, so the baseline compares the scores used
+            scores = torch.where(exp.finished.bool(), scores, torch.full_like(scores, eos_penalty))
+            eos_penalty = None
+        # r_i - mean of the other samples of its prompt (Ahmadian et al. 2024's leave-one-out baseline)
+        baselined, _ = group_advantages(scores, cfg.ppo.samples_per_prompt, "rloo", std_normalize=False)
+        offset = float((scores - baselined).mean())  # stats below report the scores before the baseline
+        scores = baselined
+    rewards, stats = per_token_rewards(scores, kl, real, beta, has_eos=exp.finished,
                                        missing_eos_penalty=eos_penalty)  # Ziegler et al. 2019 eq. 2
     if cfg.ppo.whiten_rewards:
         rewards = masked_whiten(rewards, real, shift_mean=False)
@@ -153,9 +183,9 @@ def shape_rewards(exp: Any, cfg: PPOConfig, beta: float) -> tuple[Any, dict]:
     exp.advantages = torch.where(exp.mask.bool(), advantages, torch.zeros_like(advantages))
     exp.returns = returns
     seq_kl = (kl * real).sum(1)  # [B] KL per response
-    return seq_kl, {"kl": float(stats["kl"]), "reward": float(stats["total"]),
+    return seq_kl, {"kl": float(stats["kl"]), "reward": float(stats["total"]) + offset,
                     "non_score_reward": float(stats["non_score_reward"]),
-                    "score_used": float(stats["score"])}
+                    "score_used": float(stats["score"]) + offset}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,9 +229,9 @@ def run(cfg: PPOConfig, reward_fn: Any = None) -> PPOResult:
     from rlhfkit.rl.loop import train_rl
 
     return train_rl(cfg, stage="ppo", value_mode=cfg.value_model, need_reference=True,
-                    prompts_per_batch=cfg.ppo.prompts_per_batch, samples_per_prompt=1,
-                    epochs=cfg.ppo.epochs, build_iteration=lambda s, opt, sched, params:
-                    ppo_iteration(cfg, s, opt, sched, params),
+                    prompts_per_batch=cfg.ppo.prompts_per_batch,
+                    samples_per_prompt=cfg.ppo.samples_per_prompt, epochs=cfg.ppo.epochs,
+                    build_iteration=lambda s, opt, sched, params: ppo_iteration(cfg, s, opt, sched, params),
                     target_kl=cfg.kl.target if cfg.kl.adaptive else None, reward_fn=reward_fn)
 
 
@@ -221,6 +251,7 @@ def ppo_iteration(cfg: PPOConfig, s: Any, optimizer: Any, scheduler: Any, params
 
     def iteration(step: int) -> dict:
         idx = loop.prompt_indices(len(s.train_prompts), step, ppo.prompts_per_batch, train.seed)
+        idx = [i for i in idx for _ in range(ppo.samples_per_prompt)]  # a prompt's samples are contiguous
         scored = collect(roles=roles, engine=s.engine, reward=s.reward,
                          prompts=[s.train_prompts[i] for i in idx], prompt_ids=[s.train_ids[i] for i in idx],
                          params=loop.sampling_params(cfg.rollout, train.seed, step), shaper=s.shaper,

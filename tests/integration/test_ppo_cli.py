@@ -184,3 +184,30 @@ def test_python_reward_function_is_first_class(prior_model, tmp_path):
     assert result.steps == 1 and seen == [(8, 8)]
     (row,) = [r for r in rows(tmp_path / "fn" / "metrics.jsonl") if "score" in r]
     assert row["reward/calls"] == 1.0
+
+
+def test_samples_per_prompt_with_a_group_baseline(prior_model, tmp_path):
+    """4 prompts x 2 samples: the reward sees each prompt twice in a row, and the group baseline
+    trains (the batch vocabulary counts 8 responses)."""
+    from rlhfkit.config import load_config
+    from rlhfkit.stages import ppo
+
+    seen = []
+
+    def reward_fn(prompts, responses):
+        seen.append(list(prompts))
+        return [float(len(r)) for r in responses]
+
+    cfg = load_config(ppo.PPOConfig, None, [f"model={prior_model}", f"train.output_dir={tmp_path / 'g'}",
+                                            "train.max_steps=1", "ppo.epochs=1", "ppo.prompts_per_batch=4",
+                                            "ppo.samples_per_prompt=2", "ppo.score_baseline=group",
+                                            "train.micro_batch_size=8", "train.grad_accum=1",
+                                            "value_model=head", "rollout.max_new_tokens=4",
+                                            "rollout.missing_eos=keep",
+                                            "data.eval_prompts=0", "samples.prompts=0", "train.progress=false"])
+    assert ppo.run(cfg, reward_fn=reward_fn).steps == 1
+    (prompts,) = seen
+    assert len(prompts) == 8 and len({str(p) for p in prompts}) == 4
+    assert all(prompts[i] == prompts[i + 1] for i in range(0, 8, 2))
+    (row,) = [r for r in rows(tmp_path / "g" / "metrics.jsonl") if "score" in r]
+    assert row["score_used"] == pytest.approx(row["score"])  # stats report the scores before the baseline

@@ -57,6 +57,25 @@ def test_ppo_whitened_advantages_ignore_dropped_rows():
     assert float(exp.advantages[valid].std()) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_ppo_group_score_baseline_by_hand():
+    cfg = PPOConfig()
+    cfg = replace(cfg, ppo=replace(cfg.ppo, samples_per_prompt=2, score_baseline="group", gamma=1.0, lam=1.0,
+                                   whiten_advantages=False),
+                  rollout=replace(cfg.rollout, missing_eos="penalty", missing_eos_penalty=-1.0))
+    zeros = [[0.0, 0.0]] * 4
+    exp = _exp(logp=zeros, ref=zeros, mask=[[1.0, 1.0]] * 4, scores=[1.0, 3.0, 0.0, 2.0],
+               finished=[True, True, True, False], values=zeros)
+    _, stats = shape_rewards(exp, cfg, beta=0.1)
+    # EOS trick first: [1, 3, 0, -1]; then minus the other sample of the same prompt:
+    #   prompt 1: [1 - 3, 3 - 1] = [-2, 2]      prompt 2: [0 - (-1), -1 - 0] = [1, -1]
+    # KL 0, V 0, gamma = lambda = 1: every token's advantage is the row's baselined score
+    assert exp.advantages.tolist() == [[-2.0, -2.0], [2.0, 2.0], [1.0, 1.0], [-1.0, -1.0]]
+    assert stats["score_used"] == pytest.approx(0.75)  # reported before the baseline: mean of [1, 3, 0, -1]
+    assert stats["reward"] == pytest.approx(0.75)  # and the KL penalty is 0
+    with pytest.raises(ValueError, match="samples_per_prompt >= 2"):
+        replace(cfg.ppo, samples_per_prompt=1).validate()
+
+
 def test_grpo_group_advantages_by_hand():
     cfg = GRPOConfig()
     cfg = replace(cfg, grpo=replace(cfg.grpo, group_size=2), kl=replace(cfg.kl, coef=0.0),
