@@ -463,10 +463,15 @@ def per_pair_margins(inputs: Any, cfg: DPOConfig) -> list[float]:
     return margins
 
 
+TIE_TOLERANCE = 1e-4  # implicit-reward margins this close to 0 are float rounding, not a preference
+
+
 def evaluate_pairs(model: Any, batches: PairBatches, reference: Any | None, cfg: DPOConfig,
                    device: str) -> dict:
-    """Dev metrics over all pairs: loss (pair-weighted), implicit-reward ``accuracy`` (margin > 0),
-    ``ties`` (margin == 0, e.g. every pair before training), mean ``margin``, and
+    """Dev metrics over all pairs: loss (pair-weighted), implicit-reward ``accuracy`` (margin above
+    :data:`TIE_TOLERANCE`), ``ties`` (|margin| within it, e.g. every pair before training: the
+    reference pass and this one batch pairs differently, so "equal" log-probs differ by float
+    rounding), mean ``margin``, and
     ``logp_accuracy``: the share of pairs whose chosen response has the higher per-token log-prob
     (meaningful before training too)."""
     import torch
@@ -490,8 +495,8 @@ def evaluate_pairs(model: Any, batches: PairBatches, reference: Any | None, cfg:
             n += b
     model.train(was_training)
     return {"loss": loss_sum / max(1, n),
-            "accuracy": sum(m > 0 for m in margins) / max(1, n),
-            "ties": sum(m == 0 for m in margins) / max(1, n),
+            "accuracy": sum(m > TIE_TOLERANCE for m in margins) / max(1, n),
+            "ties": sum(abs(m) <= TIE_TOLERANCE for m in margins) / max(1, n),
             "margin": sum(margins) / max(1, n),
             "logp_accuracy": logp_wins / max(1, n),
             "pairs": n}
