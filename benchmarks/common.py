@@ -1,8 +1,10 @@
-"""Helpers every benchmark script shares: the fp32 matmul peak measured in the same run, timing,
-and the final machine-readable RESULT line."""
+"""Helpers every benchmark script shares: the fp32 matmul peak measured in the same run, timing
+(the machine's load, a per-step timer for transformers/TRL trainers), and the final
+machine-readable RESULT line."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -30,3 +32,29 @@ def result_line(name: str, **fields) -> str:
     for key, value in fields.items():
         parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
     return "RESULT " + " ".join(parts)
+
+
+def load_avg() -> str:
+    """The 1/5/15-minute load averages, printed around each timed run (is the machine shared?)."""
+    try:
+        return "load average %.1f %.1f %.1f" % os.getloadavg()
+    except OSError:
+        return "load average n/a"
+
+
+def trainer_step_timer():
+    """A transformers ``TrainerCallback`` whose ``.seconds`` collects each optimizer step's wall time."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.starts: list[float] = []
+            self.seconds: list[float] = []
+
+        def on_step_begin(self, *args, **kwargs):
+            self.starts.append(time.perf_counter())
+
+        def on_step_end(self, *args, **kwargs):
+            self.seconds.append(time.perf_counter() - self.starts[-1])
+
+    return StepTimer()

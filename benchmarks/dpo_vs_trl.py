@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -47,14 +46,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
+from benchmarks.common import load_avg, trainer_step_timer  # noqa: E402
 from rlhfkit.paths import shared_data_dir  # noqa: E402
-
-
-def load_avg() -> str:
-    try:
-        return "load average %.1f %.1f %.1f" % os.getloadavg()
-    except OSError:
-        return "load average n/a"
 
 
 def select_pairs(tokenizer, n: int, max_length: int, micro: int, seed: int) -> tuple[list, list]:
@@ -102,19 +95,7 @@ def run_ours(pairs_file: Path, args, out: Path) -> dict:
 
 
 def run_trl(records: list, args, out: Path) -> dict:
-    from transformers import TrainerCallback
-
-    class Timer(TrainerCallback):
-        def __init__(self):
-            self.starts, self.seconds = [], []
-
-        def on_step_begin(self, *a, **k):
-            self.starts.append(time.perf_counter())
-
-        def on_step_end(self, *a, **k):
-            self.seconds.append(time.perf_counter() - self.starts[-1])
-
-    timer = Timer()
+    timer = trainer_step_timer()
     trainer = make_trl(records, args, out, [timer])
     print(f"[trl] start ({load_avg()})", flush=True)
     trainer.train()

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from benchmarks.common import result_line  # noqa: E402
+from benchmarks.common import load_avg, result_line, trainer_step_timer  # noqa: E402
 from rlhfkit.paths import shared_data_dir  # noqa: E402
 
 TRL_BASELINE_S = 148.0  # BASELINES.md, TRL 1.16 GRPOTrainer defaults, same shape
@@ -42,13 +40,6 @@ PROMPTS, GROUP, NEW_TOKENS, LR = 16, 4, 64, 1e-6
 def word_reward(prompts, responses):
     """Rule reward for the benchmark: words in the response / 20, capped at 1 (rlhfkit contract)."""
     return [min(1.0, len(r.split()) / 20) for r in responses]
-
-
-def load_avg() -> str:
-    try:
-        return "load average %.1f %.1f %.1f" % os.getloadavg()
-    except OSError:
-        return "load average n/a"
 
 
 def select_prompts(n: int) -> list:
@@ -105,7 +96,7 @@ def run_ours(prompts_file: Path, args, out: Path) -> dict:
 
 def run_trl(prompts: list, args, out: Path) -> dict:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
     from rlhfkit.models.loading import load_tokenizer, resolve_model_path
@@ -134,17 +125,10 @@ def run_trl(prompts: list, args, out: Path) -> dict:
         logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, shuffle_dataset=False,
         seed=0, disable_dropout=True, **extra)
 
-    times: list[float] = []
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            self.t = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            times.append(time.perf_counter() - self.t)
-
+    timer = trainer_step_timer()
+    times = timer.seconds
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=data,
-                          processing_class=tok, callbacks=[Timer()])
+                          processing_class=tok, callbacks=[timer])
     print(f"[trl] start ({load_avg()})", flush=True)
     trainer.train()
     print(f"[trl] end ({load_avg()})", flush=True)

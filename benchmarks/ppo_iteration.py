@@ -32,7 +32,6 @@ The last two lines are machine-readable:
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
@@ -41,19 +40,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from benchmarks.common import result_line  # noqa: E402
+from benchmarks.common import load_avg, result_line  # noqa: E402
 from benchmarks.rollout_engine import compare_engines, report_lines, rollout_result  # noqa: E402
 from rlhfkit.paths import shared_data_dir  # noqa: E402
 
 TRL_PPO_SECONDS = 58.0  # BASELINES.md: TRL 1.12 experimental PPOTrainer, same shape, this machine type
 TRL_SPLIT = "generation 20%, ref/value/reward forwards 19%, update 60%; peak memory 11.6 GiB"
-
-
-def load_avg() -> str:
-    try:
-        return "load average %.1f %.1f %.1f" % os.getloadavg()
-    except OSError:
-        return "load average n/a"
 
 
 def build_reward_model(folder: Path, model_name: str) -> Path:

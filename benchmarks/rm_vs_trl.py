@@ -37,22 +37,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
+from benchmarks.common import load_avg, trainer_step_timer  # noqa: E402
 from rlhfkit.paths import shared_data_dir  # noqa: E402
-
-
-def load_avg() -> str:
-    try:
-        return "load average %.1f %.1f %.1f" % os.getloadavg()
-    except OSError:
-        return "load average n/a"
 
 
 def select_pairs(tokenizer, split: str, n: int, max_length: int) -> list:
@@ -106,7 +98,6 @@ def run_ours(train_file: Path, args, out: Path, freeze_layers: int) -> dict:
 
 def run_trl(records: list, args, out: Path) -> dict:
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
     from rlhfkit.data.tokenize import encode_prompt, encode_response
@@ -127,17 +118,7 @@ def run_trl(records: list, args, out: Path) -> dict:
         logging_steps=1, save_strategy="no", report_to=[], dataloader_num_workers=0, use_cpu=True,
         seed=args.seed, disable_tqdm=True, max_grad_norm=1.0)
 
-    class Timer(TrainerCallback):
-        def __init__(self):
-            self.starts, self.seconds = [], []
-
-        def on_step_begin(self, *a, **k):
-            self.starts.append(time.perf_counter())
-
-        def on_step_end(self, *a, **k):
-            self.seconds.append(time.perf_counter() - self.starts[-1])
-
-    timer = Timer()
+    timer = trainer_step_timer()
     trainer = RewardTrainer(model=path, args=config, train_dataset=Dataset.from_list(rows),
                             processing_class=tokenizer, callbacks=[timer])
     print(f"[trl] start ({load_avg()})", flush=True)
