@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -58,3 +60,23 @@ def trainer_step_timer():
             self.seconds.append(time.perf_counter() - self.starts[-1])
 
     return StepTimer()
+
+
+def hh_file(split: str = "train", required: bool = True) -> "Path | None":
+    """The shared HH-RLHF harmless ``split`` file; without it: exit with the reason (``required``)
+    or None (the caller falls back to demo data and says so)."""
+    from rlhfkit.paths import shared_data_dir
+
+    path = shared_data_dir() / "hh-rlhf-harmless" / f"{split}.jsonl.gz"
+    if path.exists():
+        return path
+    if required:
+        sys.exit(f"benchmark needs the shared data: {path} not found (set RLHFKIT_DATA)")
+    return None
+
+
+def hh_records(kind: str, split: str = "train", limit: int | None = None) -> list:
+    """HH records read by rlhfkit's own reader (``kind`` = pairs or prompts), as every stage sees them."""
+    from rlhfkit.data.sources import load
+
+    return list(load(str(hh_file(split)), kind, limit=limit).records)

@@ -46,21 +46,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from benchmarks.common import load_avg, trainer_step_timer  # noqa: E402
-from rlhfkit.paths import shared_data_dir  # noqa: E402
+from benchmarks.common import hh_records, load_avg, trainer_step_timer  # noqa: E402
 
 
 def select_pairs(tokenizer, n: int, max_length: int, micro: int, seed: int) -> tuple[list, list]:
     """The first ``n`` HH pairs that fit untruncated, in rlhfkit's bucketed batch order.
 
     Returns (records in batch order, encoded pairs in the same order)."""
-    from rlhfkit.data.sources import load
     from rlhfkit.stages.dpo import PairBatches, encode_pair, orient
 
-    path = shared_data_dir() / "hh-rlhf-harmless" / "train.jsonl.gz"
-    if not path.exists():
-        sys.exit(f"benchmark needs the shared data: {path} not found (set RLHFKIT_DATA)")
-    records, _ = orient(load(str(path), "pairs").records)
+    records, _ = orient(hh_records("pairs"))
     chosen, encoded = [], []
     for record in records:
         enc = encode_pair(tokenizer, record, max_length)

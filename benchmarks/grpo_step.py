@@ -30,8 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from benchmarks.common import load_avg, result_line, trainer_step_timer  # noqa: E402
-from rlhfkit.paths import shared_data_dir  # noqa: E402
+from benchmarks.common import hh_file, load_avg, result_line, trainer_step_timer  # noqa: E402
 
 TRL_BASELINE_S = 148.0  # BASELINES.md, TRL 1.16 GRPOTrainer defaults, same shape
 PROMPTS, GROUP, NEW_TOKENS, LR = 16, 4, 64, 1e-6
@@ -49,8 +48,8 @@ def select_prompts(n: int) -> list:
     from rlhfkit.data.tokenize import encode_prompt
     from rlhfkit.models import load_tokenizer
 
-    path = shared_data_dir() / "hh-rlhf-harmless" / "train.jsonl.gz"
-    spec = str(path) if path.exists() else "demo:prompts"
+    path = hh_file(required=False)
+    spec = str(path) if path else "demo:prompts"
     tok = load_tokenizer("default")
     out = []
     for conv in load(spec, "prompts", limit=2000).records:

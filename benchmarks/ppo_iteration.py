@@ -40,9 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from benchmarks.common import load_avg, result_line  # noqa: E402
+from benchmarks.common import hh_file, load_avg, result_line  # noqa: E402
 from benchmarks.rollout_engine import compare_engines, report_lines, rollout_result  # noqa: E402
-from rlhfkit.paths import shared_data_dir  # noqa: E402
 
 TRL_PPO_SECONDS = 58.0  # BASELINES.md: TRL 1.12 experimental PPOTrainer, same shape, this machine type
 TRL_SPLIT = "generation 20%, ref/value/reward forwards 19%, update 60%; peak memory 11.6 GiB"
@@ -107,10 +106,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    hh = shared_data_dir() / "hh-rlhf-harmless" / "train.jsonl.gz"
-    prompts = str(hh) if hh.exists() else "demo:prompts"
-    if not hh.exists():
-        print(f"note: {hh} not found; using the demo prompts (shorter than HH prompts)")
+    hh = hh_file(required=False)
+    prompts = str(hh) if hh else "demo:prompts"
+    if not hh:
+        print("note: the shared HH data is absent; using the demo prompts (shorter than HH prompts)")
     reward = Path(args.reward) if args.reward else build_reward_model(out / f"reward_model_{args.model}", args.model)
     t0 = time.time()
     rows = run_ours(args, out / "run", reward, prompts)

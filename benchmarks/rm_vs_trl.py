@@ -27,7 +27,7 @@ around each run; ``--threads`` sets torch's thread count for all runs.
 
     pip install trl==1.16.0            # benchmark only; never a dependency of rlhfkit
     python benchmarks/rm_vs_trl.py --quick
-    python benchmarks/rm_vs_trl.py --steps 25 --freeze-layers 20
+    python benchmarks/rm_vs_trl.py --steps 50 --freeze-layers -4 --frozen-lr 2e-5   # ~50 min
 
 The last line is machine-readable:
 ``RESULT name=rm_vs_trl ours_pairs_per_s=<x> trl_pairs_per_s=<x> ratio=<x> ours_dev_acc=<x> trl_dev_acc=<x>``.
@@ -43,20 +43,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from benchmarks.common import load_avg, trainer_step_timer  # noqa: E402
-from rlhfkit.paths import shared_data_dir  # noqa: E402
+from benchmarks.common import hh_records, load_avg, trainer_step_timer  # noqa: E402
 
 
 def select_pairs(tokenizer, split: str, n: int, max_length: int) -> list:
     """The first ``n`` HH pairs of ``split`` whose prompt+chosen and prompt+rejected both fit."""
-    from rlhfkit.data.sources import load
     from rlhfkit.data.tokenize import encode_prompt, encode_response
 
-    path = shared_data_dir() / "hh-rlhf-harmless" / f"{split}.jsonl.gz"
-    if not path.exists():
-        sys.exit(f"benchmark needs the shared data: {path} not found (set RLHFKIT_DATA)")
     out = []
-    for record in load(str(path), "pairs").records:
+    for record in hh_records("pairs", split):
         p = len(encode_prompt(tokenizer, record.prompt))
         if p + max(len(encode_response(tokenizer, record.chosen)),
                    len(encode_response(tokenizer, record.rejected))) <= max_length:
@@ -73,7 +68,7 @@ def write_pairs(records: list, path: Path) -> None:
     path.write_text("".join(json.dumps(record_to_json(r)) + "\n" for r in records))
 
 
-def run_ours(train_file: Path, args, out: Path, freeze_layers: int) -> dict:
+def run_ours(train_file: Path, args, out: Path, freeze_layers: int, lr: float) -> dict:
     """The rlhfkit stage itself (run(cfg)), timing from its metrics (one row per optimizer step)."""
     from rlhfkit.config import load_config
     from rlhfkit.models.reward import load_reward_model
@@ -84,7 +79,7 @@ def run_ours(train_file: Path, args, out: Path, freeze_layers: int) -> dict:
         "model=default", f"data.train={train_file}", "data.dev_fraction=0", f"max_length={args.max_length}",
         f"train.output_dir={out}", f"train.max_steps={args.steps}", f"train.micro_batch_size={args.batch}",
         "train.grad_accum=1", "train.eval_every=0", "train.early_stopping_patience=0", "train.resume=never",
-        "train.progress=false", f"train.seed={args.seed}", f"optim.lr={args.lr}", "optim.warmup_ratio=0",
+        "train.progress=false", f"train.seed={args.seed}", f"optim.lr={lr}", "optim.warmup_ratio=0",
         "optim.weight_decay=0", "optim.max_grad_norm=1.0", "normalize.reference=none",
         f"freeze_layers={freeze_layers}", "cache_frozen=false"])
     print(f"[ours freeze_layers={freeze_layers}] start ({load_avg()})", flush=True)
@@ -159,7 +154,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--dev-pairs", type=int, default=300, help="dev pairs scored after training")
     parser.add_argument("--freeze-layers", type=int, default=0,
-                        help="also run rlhfkit with the lowest N layers frozen (reported separately)")
+                        help="also run rlhfkit with the lowest N layers frozen (N < 0: all but the top "
+                             "|N|), reported separately")
+    parser.add_argument("--frozen-lr", type=float, default=0.0,
+                        help="learning rate of the frozen-layers run (0 = --lr; configs/rm/hh_default.yaml uses 2e-5)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-trl", action="store_true", help="run rlhfkit only")
@@ -184,9 +182,10 @@ def main() -> None:
     print(f"{len(train)} train pairs, {len(dev)} dev pairs (all fit in {args.max_length} tokens); "
           f"batch {args.batch}, {args.steps} steps, lr {args.lr}, fp32, torch threads {torch.get_num_threads()}")
 
-    runs = {"ours": run_ours(out / "train_pairs.jsonl", args, out / "ours", 0)}
+    runs = {"ours": run_ours(out / "train_pairs.jsonl", args, out / "ours", 0, args.lr)}
     if args.freeze_layers:
-        runs["ours_frozen"] = run_ours(out / "train_pairs.jsonl", args, out / "ours_frozen", args.freeze_layers)
+        runs["ours_frozen"] = run_ours(out / "train_pairs.jsonl", args, out / "ours_frozen", args.freeze_layers,
+                                       args.frozen_lr or args.lr)
     if not args.skip_trl:
         runs["trl"] = run_trl(train, args, out / "trl")
     summary = {}
@@ -194,8 +193,10 @@ def main() -> None:
         summary[name] = {"pairs_per_s": rate(r["step_seconds"], args.batch),
                          "dev_acc": dev_accuracy(r["model"], dev, 16), "loss": r["loss"],
                          "step_seconds": r["step_seconds"]}
+    frozen = (f"top {-args.freeze_layers} layers trained" if args.freeze_layers < 0
+              else f"lowest {args.freeze_layers} layers frozen")
     labels = {"ours": "rlhfkit, full fine-tuning", "trl": "TRL RewardTrainer, full fine-tuning",
-              "ours_frozen": f"rlhfkit, lowest {args.freeze_layers} layers frozen"}
+              "ours_frozen": f"rlhfkit, {frozen}, lr {args.frozen_lr or args.lr:g}"}
     print(f"\n{'run':<42} {'pairs/s':>8} {'dev acc':>8} {'first loss':>10} {'last loss':>10}")
     for name, s in summary.items():
         print(f"{labels[name]:<42} {s['pairs_per_s']:8.3f} {s['dev_acc']:8.3f} {s['loss'][0]:10.4f} "
@@ -214,7 +215,7 @@ def main() -> None:
             f"ours_dev_acc={ours['dev_acc']:.4f} trl_dev_acc={trl['dev_acc'] if trl else float('nan'):.4f}")
     if "ours_frozen" in summary:
         f = summary["ours_frozen"]
-        line += f" ours_frozen{args.freeze_layers}_pairs_per_s={f['pairs_per_s']:.4f}"
+        line += f" ours_frozen_pairs_per_s={f['pairs_per_s']:.4f} ours_frozen_dev_acc={f['dev_acc']:.4f}"
     print(line)
 
 

@@ -18,9 +18,6 @@ The last line is machine-readable:
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
-import re
 import statistics
 import time
 from dataclasses import replace
@@ -32,32 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from benchmarks.common import matmul_peak_gflops, result_line  # noqa: E402
+from benchmarks.common import hh_file, hh_records, matmul_peak_gflops, result_line  # noqa: E402
 from rlhfkit.models import load_causal_lm
-from rlhfkit.paths import shared_data_dir
 from rlhfkit.rollout import SamplingParams, encode_prompts, make_engine
 
-TURN = re.compile(r"\n\n(Human|Assistant): ")
-
-
-def hh_conversations(limit: int = 2000) -> list[list[dict]]:
-    """HH transcripts cut before their last assistant turn, as chat messages."""
-    path = shared_data_dir() / "hh-rlhf-harmless" / "train.jsonl.gz"
-    if not path.exists():
-        return []
-    out = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            parts = TURN.split(json.loads(line)["chosen"])[1:]  # role, text, role, text, ...
-            turns = [{"role": "user" if r == "Human" else "assistant", "content": c.strip()}
-                     for r, c in zip(parts[0::2], parts[1::2])]
-            while turns and turns[-1]["role"] == "assistant":
-                turns.pop()
-            if turns:
-                out.append(turns)
-            if len(out) >= limit:
-                break
-    return out
+def hh_conversations(limit: int = 2000) -> list:
+    """HH transcripts cut before their last assistant turn (rlhfkit's HH reader); [] without the data."""
+    return hh_records("prompts", limit=limit) if hh_file(required=False) else []
 
 
 def make_prompts(tokenizer, batch: int, target: int, spread: float,

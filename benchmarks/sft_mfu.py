@@ -95,7 +95,7 @@ def main() -> None:
     print(f"{'':24}{'tokens/s':>10}{'MFU':>8}")
     print(f"{'rlhfkit sft step':24}{ours_tps:>10.1f}{mfu:>8.1%}")
     print(f"{'plain transformers loop':24}{plain_tps:>10.1f}{plain_mfu:>8.1%}")
-    print(f"(BASELINES.md, plain loop at batch 8 x 256: 163 tokens/s = 40% of peak)")
+    print("(BASELINES.md, plain loop at batch 8 x 256: 163 tokens/s = 40% of peak)")
     print(result_line("sft_mfu", tokens_per_s=ours_tps, peak_gflops=peak, mfu=mfu,
                       plain_tokens_per_s=plain_tps))
 

@@ -10,6 +10,18 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture()
+def one_thread():
+    """Small models on a shared 2-core machine: one intra-op thread is several times faster
+    (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """The third-party data folder (../shared/data or $RLHFKIT_DATA); skips when absent."""

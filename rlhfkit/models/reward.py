@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -175,13 +174,11 @@ def position_ids_from_mask(attention_mask):
 
 def pooled_hidden(model: Any, input_ids, attention_mask):
     """Final hidden state ``[B, H]`` at each row's last real token (left or right padding)."""
-    import torch
+    from rlhfkit.models.forward import final_hidden_at
 
-    hidden = backbone_of(model)(input_ids=input_ids, attention_mask=attention_mask,
-                                position_ids=position_ids_from_mask(attention_mask),
-                                use_cache=False).last_hidden_state  # [B, L, H]
-    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-    return hidden[rows, last_token_index(attention_mask)]
+    index = last_token_index(attention_mask).unsqueeze(1)  # [B, 1]
+    return final_hidden_at(backbone_of(model), index, attention_mask, position_ids_from_mask(attention_mask),
+                           input_ids=input_ids).squeeze(1)
 
 
 def sequence_rewards(model: Any, input_ids, attention_mask):
@@ -252,22 +249,6 @@ def collate_plain(groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]
             "rows": rows, "valid": valid, "tokens": sum(len(s) for s in seqs)}
 
 
-@contextmanager
-def layer_range(backbone: Any, start: int, stop: int | None, final_norm: bool = True):
-    """Run only ``backbone.layers[start:stop]`` (and the final norm unless ``final_norm=False``)
-    inside this block; the decoder's own forward does the rest (rotary positions, masks)."""
-    import torch
-
-    full, norm = backbone.layers, backbone.norm
-    backbone.layers = torch.nn.ModuleList(list(full)[start:stop])
-    if not final_norm:
-        backbone.norm = torch.nn.Identity()
-    try:
-        yield backbone
-    finally:
-        backbone.layers, backbone.norm = full, norm
-
-
 def supports_layer_split(model: Any) -> bool:
     backbone = backbone_of(model)
     return hasattr(backbone, "layers") and hasattr(backbone, "norm")
@@ -277,32 +258,32 @@ def lower_hidden(model: Any, batch: dict, n_layers: int):
     """Output ``[B, L, H]`` of the lowest ``n_layers`` layers (before the final norm), no grad."""
     import torch
 
+    from rlhfkit.models.forward import layer_range
+
     backbone = backbone_of(model)
     with torch.no_grad(), layer_range(backbone, 0, n_layers, final_norm=False):
         return backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                         position_ids=batch["position_ids"], use_cache=False).last_hidden_state
 
 
-def shared_prefix_hidden(model: Any, batch: dict):
-    """Final hidden states ``[B, L, H]`` of a shared-prefix batch. With ``hidden_in`` (the cached
-    output of the lowest ``start_layer`` frozen layers) only the layers above run."""
-    backbone = backbone_of(model)
-    kwargs = {"attention_mask": batch["attention_mask"], "position_ids": batch["position_ids"],
-              "use_cache": False}
+def shared_prefix_last(model: Any, batch: dict):
+    """Final hidden states ``[B, K, H]`` at each response's last token of a shared-prefix batch.
+    With ``hidden_in`` (the cached output of the lowest ``start_layer`` frozen layers) only the
+    layers above run; the last layer runs only where it is read (models.forward.final_hidden_at)."""
+    from rlhfkit.models.forward import final_hidden_at
+
     if "hidden_in" in batch:
-        with layer_range(backbone, batch["start_layer"], None):
-            return backbone(inputs_embeds=batch["hidden_in"], **kwargs).last_hidden_state
-    return backbone(input_ids=batch["input_ids"], **kwargs).last_hidden_state
+        return final_hidden_at(backbone_of(model), batch["ends"], batch["attention_mask"], batch["position_ids"],
+                               inputs_embeds=batch["hidden_in"], start_layer=batch["start_layer"])
+    return final_hidden_at(backbone_of(model), batch["ends"], batch["attention_mask"], batch["position_ids"],
+                           input_ids=batch["input_ids"])
 
 
 def shared_prefix_rewards(model: Any, batch: dict, head_dropout: float = 0.0):
     """Raw rewards ``[B, K]`` (0 where not ``valid``) from a :func:`collate_shared_prefix` batch."""
-    import torch
     import torch.nn.functional as F
 
-    hidden = shared_prefix_hidden(model, batch)  # [B, L, H]
-    rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)  # [B, 1]
-    last = hidden[rows, batch["ends"]]  # [B, K, H]
+    last = shared_prefix_last(model, batch)  # [B, K, H]
     if head_dropout > 0:
         last = F.dropout(last, head_dropout, training=model.training)
     rewards = head_of(model)(last).squeeze(-1)  # [B, K]

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rlhfkit.config import opt
-from rlhfkit.train.config import TrainConfig
+from rlhfkit.monitor.hacking import HackingConfig
+from rlhfkit.train.config import LoraConfig, TrainConfig
 
 
 @dataclass
@@ -67,6 +68,26 @@ class ScoreConfig:
 class SampleConfig:
     prompts: int = opt(3, "held-out prompts whose responses are shown before and after training (0 = off)")
     max_new_tokens: int = opt(48, "length limit of those responses (greedy decoding)")
+
+
+@dataclass
+class RLStageConfig:
+    """The fields every on-policy RL stage (PPO, GRPO, RLOO) has: the models, the prompts, how
+    responses are sampled and scored, LoRA, the reward-hacking watch and the before/after samples.
+    Each stage adds its algorithm's group, its KL group, and train/optim defaults."""
+
+    model: str = opt("default", "policy to start from (the SFT model): default, tiny, or a HF folder")
+    reference: str = opt("", "frozen reference model (empty = the same as model)")
+    reward: str = opt("", "reward: a reward-model folder, contains:WORD, regex:PATTERN, length[:N], "
+                          "python:module:function or file.py:function")
+    dtype: str = opt("float32", "float32 (right on CPU), bfloat16, or auto")
+    device: str = opt("auto", "auto (cuda when available), cpu or cuda")
+    data: PromptData = opt(factory=PromptData, help="")
+    rollout: RolloutConfig = opt(factory=RolloutConfig, help="")
+    score: ScoreConfig = opt(factory=ScoreConfig, help="")
+    lora: LoraConfig = opt(factory=LoraConfig, help="")
+    hacking: HackingConfig = opt(factory=HackingConfig, help="")
+    samples: SampleConfig = opt(factory=SampleConfig, help="")
 
 
 def validate_rl_train(train: TrainConfig, responses_per_batch: int) -> None:

@@ -238,7 +238,7 @@ def run(cfg: BoNConfig) -> BoNResult:
     from rlhfkit.models.loading import load_causal_lm
     from rlhfkit.rewards import RewardError, load_reward
     from rlhfkit.rollout import make_engine
-    from rlhfkit.stages.sft import resolve_device
+    from rlhfkit.stages.common import resolve_device
     from rlhfkit.utils.io import write_json
 
     device = resolve_device(cfg.device)

@@ -115,3 +115,30 @@ def memory_check(model: Any, micro_batch_size: int, seq_len: int, device: str = 
              "max_length, use LoRA, or raise grad_accum instead")
     else:
         say(est.summary())
+
+
+def start_lm_stage(cfg: Any, load_data: Any, what: str) -> tuple:
+    """The opening every causal-LM training stage (SFT, DPO) shares: output folder (with the resume
+    guard), seeds, device, model and tokenizer, the data (``load_data(cfg, tokenizer)`` ->
+    ``(train, dev, dev_records)``, an empty train set is an error naming ``data.train``), LoRA.
+
+    Returns ``(out, device, model, tokenizer, train, dev, dev_records)``."""
+    from rlhfkit.models.loading import load_causal_lm
+
+    out = prepare_output(cfg, cfg.train.output_dir)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.device)
+    model, tokenizer = load_causal_lm(cfg.model, dtype=cfg.dtype, device=device)
+    train, dev, dev_records = load_data(cfg, tokenizer)
+    if not train:
+        raise ValueError(f"data.train: {cfg.data.train}: no usable {what}")
+    if cfg.lora.enabled:
+        from rlhfkit.stages.sft import apply_lora
+
+        model = apply_lora(model, cfg.lora)
+    return out, device, model, tokenizer, train, dev, dev_records
+
+
+def say_trainable(model: Any) -> None:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"trainable parameters: {trainable:,} of {sum(p.numel() for p in model.parameters()):,}")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from rlhfkit.config import opt
-from rlhfkit.stages.common import prepare_output, say, seed_everything, truncation_report, warn
+from rlhfkit.stages.common import say, say_trainable, start_lm_stage, truncation_report, warn
 from rlhfkit.stages.sft import SampleConfig
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
@@ -544,22 +544,13 @@ def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id
 
 
 def run(cfg: DPOConfig) -> DPOResult:
-    from rlhfkit.models.loading import load_causal_lm
     from rlhfkit.monitor.metrics import MetricLogger
-    from rlhfkit.stages.sft import apply_lora, resolve_device, sample, save_merged
+    from rlhfkit.stages.sft import sample, save_merged
     from rlhfkit.train.checkpoint import load_weights_into, save_hf_folder
     from rlhfkit.train.loop import EvalSpec, total_steps, train_loop
     from rlhfkit.train.report import describe_batches
 
-    out = prepare_output(cfg, cfg.train.output_dir)
-    seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.device)
-    model, tokenizer = load_causal_lm(cfg.model, dtype=cfg.dtype, device=device)
-    train, dev, dev_records = load_pairs(cfg, tokenizer)
-    if not train:
-        raise ValueError(f"data.train: {cfg.data.train}: no usable preference pairs")
-    if cfg.lora.enabled:
-        model = apply_lora(model, cfg.lora)
+    out, device, model, tokenizer, train, dev, dev_records = start_lm_stage(cfg, load_pairs, "preference pairs")
     params = [p for p in model.parameters() if p.requires_grad]
     pad_id = tokenizer.pad_token_id
     size = cfg.train.micro_batch_size
@@ -568,8 +559,7 @@ def run(cfg: DPOConfig) -> DPOResult:
         + ("the starting weights, log-probs precomputed once" if cfg.needs_reference else "none needed")
         + (" with the LoRA adapter off" if cfg.lora.enabled and cfg.needs_reference else ""))
     say(describe_batches(size, cfg.train.grad_accum, len(train), steps, unit="pairs"))
-    say(f"trainable parameters: {sum(p.numel() for p in params):,} of "
-        f"{sum(p.numel() for p in model.parameters()):,}")
+    say_trainable(model)
     memory_report(model, train, size, device)
 
     reference, reused, ref_seconds = {"train": None, "dev": None}, False, 0.0

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rlhfkit.config import opt
-from rlhfkit.monitor.hacking import HackingConfig
-from rlhfkit.rl.config import PromptData, RolloutConfig, SampleConfig, ScoreConfig, validate_rl_train
+from rlhfkit.rl.config import RLStageConfig, RolloutConfig, validate_rl_train
 from rlhfkit.rl.loop import RLResult as GRPOResult  # model_dir, steps, before/after, samples, ...
-from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
+from rlhfkit.train.config import OptimConfig, TrainConfig
 
 
 @dataclass
@@ -64,24 +63,13 @@ class GroupKL:
 
 
 @dataclass
-class GRPOConfig:
-    model: str = opt("default", "policy to start from (the SFT model): default, tiny, or a HF folder")
-    reference: str = opt("", "frozen reference model (empty = the same as model)")
-    reward: str = opt("", "reward: a reward-model folder, contains:WORD, regex:PATTERN, length[:N], "
-                          "python:module:function or file.py:function")
-    dtype: str = opt("float32", "float32 (right on CPU), bfloat16, or auto")
-    device: str = opt("auto", "auto (cuda when available), cpu or cuda")
-    data: PromptData = opt(factory=PromptData, help="")
+class GRPOConfig(RLStageConfig):
     rollout: RolloutConfig = opt(factory=lambda: RolloutConfig(temperature=1.0), help="")
-    score: ScoreConfig = opt(factory=ScoreConfig, help="")
     grpo: GroupParams = opt(factory=GroupParams, help="")
     kl: GroupKL = opt(factory=GroupKL, help="")
-    lora: LoraConfig = opt(factory=LoraConfig, help="")
     train: TrainConfig = opt(factory=lambda: TrainConfig(
         output_dir="runs/grpo", max_steps=20, micro_batch_size=8, grad_accum=2, save_every=10), help="")
     optim: OptimConfig = opt(factory=lambda: OptimConfig(lr=1e-5, warmup_ratio=0.0), help="")
-    hacking: HackingConfig = opt(factory=HackingConfig, help="")
-    samples: SampleConfig = opt(factory=SampleConfig, help="")
 
     def validate(self) -> None:
         validate_rl_train(self.train, self.grpo.prompts_per_batch * self.grpo.group_size)

@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rlhfkit.config import opt
-from rlhfkit.monitor.hacking import HackingConfig
-from rlhfkit.rl.config import PromptData, RolloutConfig, SampleConfig, ScoreConfig, validate_rl_train
+from rlhfkit.rl.config import PromptData, RLStageConfig, RolloutConfig, validate_rl_train
 from rlhfkit.rl.loop import RLResult as PPOResult  # model_dir, steps, before/after, samples, ...
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
@@ -86,27 +85,15 @@ class KLConfig:
 
 
 @dataclass
-class PPOConfig:
-    model: str = opt("default", "policy to start from (the SFT model): default, tiny, or a HF folder")
-    reference: str = opt("", "frozen reference model (empty = the same as model)")
-    reward: str = opt("", "reward: a reward-model folder, contains:WORD, regex:PATTERN, length[:N], "
-                          "python:module:function or file.py:function")
+class PPOConfig(RLStageConfig):
     value_model: Literal["reward", "policy", "head"] = opt(
         "reward", "value function: reward (copy of the reward model), policy (from the policy's "
                   "weights, head at 0) or head (a head on the policy's own backbone, cheapest)")
-    dtype: str = opt("float32", "float32 (right on CPU), bfloat16, or auto")
-    device: str = opt("auto", "auto (cuda when available), cpu or cuda")
-    data: PromptData = opt(factory=PromptData, help="")
-    rollout: RolloutConfig = opt(factory=RolloutConfig, help="")
-    score: ScoreConfig = opt(factory=ScoreConfig, help="")
     ppo: PPOParams = opt(factory=PPOParams, help="")
     kl: KLConfig = opt(factory=KLConfig, help="")
-    lora: LoraConfig = opt(factory=LoraConfig, help="")
     train: TrainConfig = opt(factory=lambda: TrainConfig(
         output_dir="runs/ppo", max_steps=20, micro_batch_size=4, grad_accum=2, save_every=10), help="")
     optim: OptimConfig = opt(factory=lambda: OptimConfig(lr=1e-5, warmup_ratio=0.0), help="")
-    hacking: HackingConfig = opt(factory=HackingConfig, help="")
-    samples: SampleConfig = opt(factory=SampleConfig, help="")
 
     def validate(self) -> None:
         validate_rl_train(self.train, self.ppo.prompts_per_batch * self.ppo.samples_per_prompt)

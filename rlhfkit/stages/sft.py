@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from rlhfkit.config import opt
-from rlhfkit.stages.common import (memory_check, prepare_output, resolve_device, say, seed_everything,
-                                   truncation_report)
+from rlhfkit.stages.common import (memory_check, say, say_trainable,
+                                   start_lm_stage, truncation_report)
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
 
@@ -145,28 +145,18 @@ def sample(model: Any, tokenizer: Any, prompts: list, max_new_tokens: int) -> li
 
 
 def run(cfg: SFTConfig) -> SFTResult:
-    from rlhfkit.models.loading import load_causal_lm
     from rlhfkit.monitor.metrics import MetricLogger
     from rlhfkit.train.checkpoint import load_weights_into, save_hf_folder
     from rlhfkit.train.loop import EvalSpec, total_steps, train_loop
     from rlhfkit.train.report import describe_batches
 
-    out = prepare_output(cfg, cfg.train.output_dir)
-    seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.device)
-    model, tokenizer = load_causal_lm(cfg.model, dtype=cfg.dtype, device=device)
-    train, dev, dev_records = load_examples(cfg, tokenizer)
-    if not train:
-        raise ValueError(f"data.train: {cfg.data.train}: no usable SFT examples")
-    if cfg.lora.enabled:
-        model = apply_lora(model, cfg.lora)
+    out, device, model, tokenizer, train, dev, dev_records = start_lm_stage(cfg, load_examples, "SFT examples")
     params = [p for p in model.parameters() if p.requires_grad]
     pad_id = tokenizer.pad_token_id
     n_micro = len(make_batches(train, cfg, pad_id, 0))
     steps = total_steps(cfg.train, n_micro)
     say(describe_batches(cfg.train.micro_batch_size, cfg.train.grad_accum, len(train), steps))
-    say(f"trainable parameters: {sum(p.numel() for p in params):,} of "
-        f"{sum(p.numel() for p in model.parameters()):,}")
+    say_trainable(model)
     memory_check(model, cfg.train.micro_batch_size, max(len(e) for e in train), device)
 
     dev_batches = make_batches(dev, cfg, pad_id, 0, shuffle=False) if dev else []

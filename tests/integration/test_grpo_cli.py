@@ -4,18 +4,12 @@ GRPO with beta 0 runs without loading a reference model."""
 import json
 
 import pytest
-import torch
 
 from tests.conftest import run_cli
 from tests.integration.rl_models import make_prior_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

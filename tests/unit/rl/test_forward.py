@@ -9,12 +9,7 @@ from rlhfkit.rl.experience import detach_batch
 from rlhfkit.rl.forward import build_sequences, token_logprobs, value_model_values
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_build_sequences_layout_by_hand():

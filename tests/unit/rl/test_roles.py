@@ -10,12 +10,7 @@ from rlhfkit.rl.roles import build_roles
 from rlhfkit.train.config import LoraConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _seq():
