@@ -3,7 +3,7 @@ and rollout tokens/s of the fast engine vs transformers ``generate``, measured i
 
 Shape (BASELINES.md): SmolLM2-135M-Instruct (the embedded default) in fp32, 16 HH-RLHF harmless
 prompts of at most 128 tokens (chat template included) per rollout batch, up to 64 new tokens,
-2 minibatches of 8, 4 PPO epochs (TRL's default ``num_ppo_epochs``), a separate value model
+2 minibatches of 8, 4 PPO epochs (TRL's default ``num_ppo_epochs``; ``--epochs``), a separate value model
 initialised from the reward model, a frozen reference and a frozen reward model (four models).
 
 Reward model: ``--reward FOLDER`` (e.g. one trained with ``rlhfkit rm train``); by default a
@@ -66,7 +66,7 @@ def run_ours(args, out: Path, reward: Path, prompts: str) -> list[dict]:
         f"data.prompts={prompts}", "data.max_prompts=400", "data.max_prompt_length=128",
         "data.eval_prompts=0", "samples.prompts=0", f"rollout.engine={args.engine}",
         "rollout.max_new_tokens=64", "rollout.temperature=0.7", "ppo.prompts_per_batch=16",
-        "ppo.epochs=4", f"train.micro_batch_size={args.micro}", f"train.grad_accum={8 // args.micro}",
+        f"ppo.epochs={args.epochs}", f"train.micro_batch_size={args.micro}", f"train.grad_accum={8 // args.micro}",
         f"train.max_steps={args.iterations}", f"train.output_dir={out}", "train.resume=never",
         "train.save_every=0", "train.progress=false", "optim.lr=1e-6", "hacking.enabled=false",
     ]
@@ -83,6 +83,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 warm-up + 1 timed iteration")
     parser.add_argument("--iterations", type=int, default=4, help="PPO iterations (the first is warm-up)")
+    parser.add_argument("--epochs", type=int, default=4,
+                        help="PPO epochs per iteration (4 = TRL's default; BASELINES' ~7 TFLOP per iteration "
+                             "is one pass of policy and value over the batch)")
     parser.add_argument("--value", choices=["reward", "policy", "head"], default="reward",
                         help="value model: separate from the RM (as TRL), from the policy, or a head")
     parser.add_argument("--lora", action="store_true", help="LoRA policy (reference = adapter off)")
@@ -119,7 +122,7 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     it = med["time_iteration"]
     print(f"\nPPO iteration, {'SmolLM2-135M' if args.model == 'default' else args.model} fp32 on CPU ({torch.get_num_threads()} threads), 16 prompts "
-          f"<= 128 tokens, <= 64 new tokens, 2 minibatches of 8, 4 epochs, value model: {args.value}"
+          f"<= 128 tokens, <= 64 new tokens, 2 minibatches of 8, {args.epochs} epoch(s), value model: {args.value}"
           f"{', LoRA' if args.lora else ''}; engine {args.engine}; {len(timed)} timed iteration(s)")
     print(f"  rlhfkit: {it:7.1f} s/iteration  (rollout {med['time_rollout']:.1f} s = "
           f"{med['time_rollout'] / it:.0%}, reward/ref/value forwards {med['time_scoring']:.1f} s = "

@@ -255,6 +255,8 @@ def train_rl(cfg: Any, *, stage: str, value_mode: str, need_reference: bool, pro
                             stateful={**stateful, "score_shaper": s.shaper, "hacking": s.monitor},
                             evaluate=evaluate if s.eval_prompts else None, desc=stage, initial_eval=before)
     after = evaluate()
+    if s.eval_prompts:  # the end point of the held-out curve (the loop skips its last iteration's eval)
+        s.logger.log(result.steps, {f"eval/{k}": v for k, v in after.items()})
     after_samples = greedy_samples(s, show, show_ids, cfg.samples.max_new_tokens)
     s.logger.close()
     final_dir = save_final(s.roles, s.out)

@@ -53,6 +53,9 @@ def test_ppo_raises_a_rule_based_reward(prior_model, tmp_path, capsys):
     line = next(ln for ln in printed.splitlines() if ln.startswith("held-out prompts"))
     before, after = (float(x) for x in line.split("reward ")[1].split(";")[0].split(" -> "))
     assert after > before
+    evals = [r for r in rows(out / "metrics.jsonl") if "eval/score" in r]  # start and end of the held-out curve
+    assert (evals[0]["step"], evals[-1]["step"]) == (0, 8)
+    assert (evals[0]["eval/score"], evals[-1]["eval/score"]) == pytest.approx((before, after), abs=1e-4)
     assert "before:" in printed and "after:" in printed and "curves:" in printed
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     from transformers import AutoModelForCausalLM
