@@ -272,11 +272,10 @@ def shared_prefix_last(model: Any, batch: dict):
     layers above run; the last layer runs only where it is read (models.forward.final_hidden_at)."""
     from rlhfkit.models.forward import final_hidden_at
 
-    if "hidden_in" in batch:
-        return final_hidden_at(backbone_of(model), batch["ends"], batch["attention_mask"], batch["position_ids"],
-                               inputs_embeds=batch["hidden_in"], start_layer=batch["start_layer"])
+    inputs = ({"inputs_embeds": batch["hidden_in"], "start_layer": batch["start_layer"]} if "hidden_in" in batch
+              else {"input_ids": batch["input_ids"]})
     return final_hidden_at(backbone_of(model), batch["ends"], batch["attention_mask"], batch["position_ids"],
-                           input_ids=batch["input_ids"])
+                           **inputs)
 
 
 def shared_prefix_rewards(model: Any, batch: dict, head_dropout: float = 0.0):

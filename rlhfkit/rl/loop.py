@@ -94,8 +94,7 @@ def setup(cfg: Any, *, value_mode: str, stage: str, need_reference: bool = True,
     from rlhfkit.rl.experience import ScoreShaper
     from rlhfkit.rl.roles import build_roles
     from rlhfkit.rollout import make_engine
-    from rlhfkit.stages.common import prepare_output, seed_everything
-    from rlhfkit.stages.common import resolve_device
+    from rlhfkit.stages.common import prepare_output, resolve_device, seed_everything
 
     device = resolve_device(cfg.device)
     reward = load_reward_source(reward_fn or cfg.reward, device, cfg.score.ensemble_reduce)

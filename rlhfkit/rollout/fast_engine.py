@@ -232,6 +232,7 @@ class FastEngine:
             cfg = base.config
             self.n_heads = cfg.num_attention_heads
             self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
+            self.gqa = self.n_kv != self.n_heads  # SDPA's enable_gqa in the prefill
             self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         else:
             self.model.load_state_dict(model_or_state_dict)
@@ -259,7 +260,6 @@ class FastEngine:
         slots = torch.arange(width, device=device)
         last_mask = (slots[None, :] < plan.unique_lengths[:, None])[:, None, None, :]  # [U,1,1,P]
         in_order = n_unique == plan.row_to_unique.numel()  # no repeated prompt: rows = unique
-        gqa = self.n_kv != self.n_heads
 
         x = self.inner.embed_tokens(plan.tokens)  # [N + 1, H]
         n_layers = len(self.inner.layers)
@@ -286,7 +286,7 @@ class FastEngine:
                 q = apply_rope(attn.q_proj(h).view(n_unique, self.n_heads, hd),
                                cos[plan.last], sin[plan.last])
                 o = F.scaled_dot_product_attention(
-                    q.unsqueeze(2), k_pad, v_pad, attn_mask=last_mask, enable_gqa=gqa
+                    q.unsqueeze(2), k_pad, v_pad, attn_mask=last_mask, enable_gqa=self.gqa
                 ).reshape(n_unique, -1)  # [U, Hq * D]
             x = x + attn.o_proj(o)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
@@ -300,12 +300,11 @@ class FastEngine:
         (prompt i in slots [0, p_i), the filler's row after), one SDPA with is_causal (a real
         query at slot j reads slots 0..j, all real; the other queries' outputs are dropped).
         Returns [N + 1, Hq * D] (zeros for the filler)."""
-        gqa = self.n_kv != self.n_heads
         parts = []
         for g in plan.groups:
             o = F.scaled_dot_product_attention(
                 _gather(q, g.q_idx, g), _gather(k, g.kv_idx, g), _gather(v, g.kv_idx, g),
-                is_causal=True, enable_gqa=gqa,
+                is_causal=True, enable_gqa=self.gqa,
             )  # [n, Hq, w, D]
             parts.append(o.transpose(1, 2).reshape(g.size * g.width, -1).index_select(0, g.home))
         parts.append(q.new_zeros(1, parts[0].shape[1]))

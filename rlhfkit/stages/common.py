@@ -139,6 +139,8 @@ def start_lm_stage(cfg: Any, load_data: Any, what: str) -> tuple:
     return out, device, model, tokenizer, train, dev, dev_records
 
 
-def say_trainable(model: Any) -> None:
+def say_trainable(model: Any, detail: str = "") -> None:
+    """Print ``trainable parameters: N of M`` (and ``detail`` in parentheses)."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    say(f"trainable parameters: {trainable:,} of {sum(p.numel() for p in model.parameters()):,}")
+    say(f"trainable parameters: {trainable:,} of {sum(p.numel() for p in model.parameters()):,}"
+        + (f" ({detail})" if detail else ""))

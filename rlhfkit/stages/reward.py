@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 
 from rlhfkit.config import ConfigError, opt
 from rlhfkit.models.reward import encode_group
-from rlhfkit.stages.common import prepare_output, resolve_device, say, seed_everything, warn
+from rlhfkit.stages.common import prepare_output, resolve_device, say, say_trainable, seed_everything, warn
 from rlhfkit.stages.reward_eval import (compute_group_rewards, evaluate, group_metrics, member_rewards,
                                         ordered_pairs, regroup)
 from rlhfkit.stages.reward_groups import (COMPARE_KINDS, Datasets, Group, LazyBatch, group_losses,
@@ -372,9 +372,7 @@ def setup_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, devic
     n_pairs = sum(max(1, len(g.responses) - 1) for g in data.train)
     say(describe_batches(cfg.train.micro_batch_size, cfg.train.grad_accum, len(data.train), steps, unit="groups")
         + f" ({n_pairs} comparisons/targets per epoch)")
-    say(f"trainable parameters: {sum(p.numel() for p in params):,} of "
-        f"{sum(p.numel() for p in model.parameters()):,} ({n_frozen} lowest layers frozen, "
-        f"lora={cfg.lora.enabled})")
+    say_trainable(model, f"{n_frozen} lowest layers frozen, lora={cfg.lora.enabled}")
     memory_report(model, cfg.train.micro_batch_size, max(len(g) for g in data.train), n_frozen, device)
     if cache is None:
         cache = make_cache(cfg, model, data, tok.pad_token_id, device, n_frozen)
