@@ -56,8 +56,9 @@ def test_shared_prefix_batch_values_and_gradients(backbone):
     assert torch.allclose(got, want, atol=1e-5)
     g_want, g_got = grads_of(backbone, want), grads_of(backbone, got)
     assert g_want.keys() == g_got.keys() and len(g_got) > 0
-    for name in g_want:
-        assert torch.allclose(g_got[name], g_want[name], atol=1e-5), name
+    for name in g_want:  # float32 sums in another order: tolerance relative to the tensor's scale
+        scale = float(g_want[name].abs().max())
+        assert torch.allclose(g_got[name], g_want[name], rtol=1e-5, atol=1e-6 * max(1.0, scale)), name
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
