@@ -5,8 +5,11 @@ Integrity rules are enforced by the database, not by application checks alone:
 * ``assignments (item_id, annotator_id)`` unique: an annotator sees an item at most once;
 * ``assignments (item_id, slot)`` unique: a regular item has at most ``overlap`` assignments
   (slots 0..overlap-1; gold items use slot NULL, which unique constraints ignore);
+* ``assignments (project_id, annotator_id) WHERE NOT done`` unique: at most one open assignment per
+  annotator and project, however many ``next`` requests race;
 * ``labels (assignment_id)`` and ``labels (item_id, annotator_id)`` unique: one label per assignment,
-  so concurrent or repeated submissions can never create duplicates.
+  so concurrent or repeated submissions can never create duplicates. A revised label keeps its row;
+  the value it replaced goes to ``label_history``.
 
 JSON payloads are stored as text (portable between SQLite and PostgreSQL).
 """
@@ -16,10 +19,11 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TASK_TYPES = ("pairwise", "ranking", "score", "critique")
+OPEN_ONLY = text("NOT done")  # the partial-index condition (SQLite and PostgreSQL)
 
 
 def utcnow() -> dt.datetime:
@@ -49,6 +53,10 @@ class Project(Base):
     min_gold: Mapped[int] = mapped_column(Integer, default=3)  # gold answers needed before flagging
     instructions: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # archived = closed: hidden from annotators, no new tasks, labels can no longer be revised
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # an open task is handed to someone else after this many minutes without an answer
+    assignment_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default=text("60"))
 
 
 class Item(Base):
@@ -74,6 +82,9 @@ class Annotator(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)  # None: never
+    # part of every session cookie; logout and token rotation increment it, ending all sessions
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class Assignment(Base):
@@ -84,6 +95,8 @@ class Assignment(Base):
         UniqueConstraint("item_id", "annotator_id", name="uq_assignment_item_annotator"),
         UniqueConstraint("item_id", "slot", name="uq_assignment_item_slot"),
         Index("ix_assignment_project_annotator", "project_id", "annotator_id", "done"),
+        Index("uq_assignment_open", "project_id", "annotator_id", unique=True,
+              sqlite_where=OPEN_ONLY, postgresql_where=OPEN_ONLY),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -113,3 +126,16 @@ class Label(Base):
     display_choice: Mapped[str | None] = mapped_column(String(8), nullable=True)  # left/right/tie
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revised_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)  # last change
+
+
+class LabelHistory(Base):
+    """A value a label held before its annotator revised it (oldest first by ``id``)."""
+
+    __tablename__ = "label_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True)
+    value_json: Mapped[str] = mapped_column(Text)
+    display_choice: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    given_at: Mapped[dt.datetime] = mapped_column(DateTime)  # when this value was submitted
+    replaced_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

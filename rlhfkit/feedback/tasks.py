@@ -25,12 +25,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from rlhfkit.feedback import schemas
 from rlhfkit.feedback.models import TASK_TYPES
+from rlhfkit.feedback.schemas import MAX_CRITIQUE, MAX_REASON, SCORE_MAX, SCORE_MIN  # noqa: F401
 
-MAX_REASON = 2000
-MAX_CRITIQUE = 10000
 MAX_CANDIDATES = 16
-SCORE_MIN, SCORE_MAX = 1, 7
 SCORE_GOLD_TOLERANCE = 1
 PAIRWISE_CHOICES = {"a": "left", "b": "right", "tie": "tie", "left": "left", "right": "right"}
 
@@ -55,34 +54,13 @@ def candidates_needed(task_type: str) -> tuple[int, int]:
             "critique": (1, 1)}[task_type]
 
 
-def _text(data: Mapping, key: str, limit: int, required: bool) -> str:
-    value = data.get(key, "")
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise InvalidSubmission(key, "expected text")
-    value = value.strip()
-    if len(value) > limit:
-        raise InvalidSubmission(key, f"too long ({len(value)} characters, at most {limit})")
-    if required and not value:
-        raise InvalidSubmission(key, "must not be empty")
-    return value
-
-
-def _parse_order(raw: Any, k: int) -> list[int]:
-    if isinstance(raw, str):
-        parts = [p for p in raw.replace(" ", ",").split(",") if p]
-    elif isinstance(raw, (list, tuple)):
-        parts = list(raw)
-    else:
-        raise InvalidSubmission("order", "expected the display positions best first, e.g. '2,1,3'")
+def _answer(task_type: str, data: Mapping):
+    """The submission checked by its schema (:mod:`rlhfkit.feedback.schemas`)."""
     try:
-        positions = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        raise InvalidSubmission("order", f"positions must be whole numbers, got {raw!r}") from None
-    if sorted(positions) != list(range(1, k + 1)):
-        raise InvalidSubmission("order", f"must list each position 1..{k} exactly once, got {positions}")
-    return [p - 1 for p in positions]
+        return schemas.validate(schemas.ANSWERS[task_type], dict(data))
+    except schemas.InvalidInput as err:
+        fieldname, _, problem = str(err).partition(": ")
+        raise InvalidSubmission(fieldname, problem) from None
 
 
 def parse_submission(task_type: str, data: Mapping, order: Sequence[int]) -> tuple[dict, str | None]:
@@ -90,31 +68,24 @@ def parse_submission(task_type: str, data: Mapping, order: Sequence[int]) -> tup
 
     ``order[position]`` is the candidate shown at that display position.
     """
+    if task_type not in schemas.ANSWERS:
+        raise ValueError(f"unknown task type {task_type!r}")
+    answer = _answer(task_type, data)
     if task_type == "pairwise":
-        raw = data.get("choice")
-        choice = PAIRWISE_CHOICES.get(raw.strip().lower()) if isinstance(raw, str) else None
+        choice = PAIRWISE_CHOICES.get(answer.choice)
         if choice is None:
-            raise InvalidSubmission("choice", f"expected A, B or tie, got {raw!r}")
-        reason = _text(data, "reason", MAX_REASON, required=False)
+            raise InvalidSubmission("choice", f"expected A, B or tie, got {data.get('choice')!r}")
         preferred: Any = "tie" if choice == "tie" else order[0 if choice == "left" else 1]
-        return {"preferred": preferred, "reason": reason}, choice
+        return {"preferred": preferred, "reason": answer.reason}, choice
     if task_type == "ranking":
-        positions = _parse_order(data.get("order"), len(order))
-        return {"ranking": [order[p] for p in positions]}, None
+        k = len(order)
+        if sorted(answer.order) != list(range(1, k + 1)):
+            raise InvalidSubmission("order", f"must list each position 1..{k} exactly once, "
+                                             f"got {answer.order}")
+        return {"ranking": [order[p - 1] for p in answer.order]}, None
     if task_type == "score":
-        raw = data.get("score")
-        score = None
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            score = raw
-        elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) < 4:
-            score = int(raw.strip())
-        if score is None or not SCORE_MIN <= score <= SCORE_MAX:
-            raise InvalidSubmission("score", f"expected a whole number {SCORE_MIN}..{SCORE_MAX}, "
-                                             f"got {raw!r}")
-        return {"score": score}, None
-    if task_type == "critique":
-        return {"critique": _text(data, "critique", MAX_CRITIQUE, required=True)}, None
-    raise ValueError(f"unknown task type {task_type!r}")
+        return {"score": answer.score}, None
+    return {"critique": answer.critique}, None
 
 
 def parse_gold(task_type: str, raw: Any, n_candidates: int, where: str = "gold") -> dict:
