@@ -3,18 +3,27 @@
 
 Annotator endpoints::
 
-    GET  /api/me                                   -> {"name", "projects": [{"id", "name", "done"}]}
+    GET  /api/me                                   -> {"name", "projects": [{"id", "name", "task_type",
+                                                       "done", "remaining"}]} (open projects with items)
     POST /api/projects/{id}/next                   -> a task (candidates in display order) or {"done": true}
-    GET  /api/tasks/{assignment_id}                -> the task (own assignments only; 404 otherwise)
-    POST /api/tasks/{assignment_id}/label  {json}  -> 201 {"label_id", "assignment_id", "duplicate"}
+                                                      (409 when the project is closed)
+    GET  /api/tasks/{assignment_id}                -> the task (own assignments only; 404 otherwise),
+                                                      with "answer" once answered
+    POST /api/tasks/{assignment_id}/label  {json}  -> 201 {"label_id", "assignment_id", "duplicate",
+                                                      "revised"}; the same answer again: 200 duplicate;
+                                                      another answer: 200 revised (409 once closed)
 
 Admin endpoints::
 
     GET  /api/admin/projects                       -> projects with counts
     POST /api/admin/projects  {name, task_type, overlap, gold_rate, gold_threshold, min_gold,
-                               instructions}       -> 201 {"id"}
+                               instructions, assignment_minutes, records?}
+                                                   -> 201 {"id", "items"} (project and records: one
+                                                      transaction)
     POST /api/admin/projects/{id}/items  {"records": [...]}  -> 201 {"items"}
-    POST /api/admin/annotators  {"name"}           -> 201 {"id", "name", "token", "login_url"}
+    POST /api/admin/projects/{id}/archive  {"archived": true|false}  -> 200 {"archived"}
+    DELETE /api/admin/projects/{id}                -> 200 {"deleted": name}
+    POST /api/admin/annotators  {"name", "expires_days"?}  -> 201 {"id", "name", "token", "login_url"}
     GET  /api/admin/projects/{id}/report           -> the quality report
     GET  /admin/projects/{id}/export?format=records|labelstudio|argilla&method=...&soft=1
          (also under /api/admin/...)               -> a file download
@@ -29,28 +38,40 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from rlhfkit.feedback import service
-from rlhfkit.feedback.web import base_url, check_csrf, int_id, require
+from rlhfkit.feedback.web import check_csrf, int_id, login_link, require
 
 router = APIRouter()
 MAX_JSON_BODY_KEYS = 32
 
 
 async def _json_body(request: Request) -> dict:
+    """The request's JSON object; every parse failure is a 422 (nesting too deep for the parser,
+    integers too long to convert, invalid UTF-8), never a crash."""
     try:
         data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise service.BadInput("body: expected a JSON object") from None
+    except RecursionError:
+        raise service.BadInput("body: JSON nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        raise service.BadInput(f"body: expected a JSON object ({str(err)[:120]})") from None
     if not isinstance(data, dict) or len(data) > MAX_JSON_BODY_KEYS:
         raise service.BadInput("body: expected a JSON object")
     return data
+
+
+def _parse_records(task_type: str, records) -> list:
+    from rlhfkit.feedback.ingest import items_for_task, parse_record
+
+    if not isinstance(records, list) or not records:
+        raise service.BadInput("records: expected a non-empty list of {prompt, responses} objects")
+    return items_for_task(task_type, [parse_record(r, f"records[{i}]") for i, r in enumerate(records)])
 
 
 @router.get("/api/me")
 async def me(request: Request):
     user = await require(request, "annotator")
     projects = await run_in_threadpool(service.annotator_summary, request.app.state.db, user.id)
-    return {"name": user.name, "projects": [{k: p[k] for k in ("id", "name", "task_type", "done")}
-                                            for p in projects]}
+    keys = ("id", "name", "task_type", "done", "remaining")
+    return {"name": user.name, "projects": [{k: p[k] for k in keys} for p in projects]}
 
 
 @router.post("/api/projects/{project_id}/next")
@@ -77,8 +98,9 @@ async def api_label(request: Request, assignment_id: str):
     data = await _json_body(request)
     ack = await run_in_threadpool(service.submit_label, request.app.state.db,
                                   int_id(assignment_id, "task"), user.id, data)
-    body = {"label_id": ack.label_id, "assignment_id": ack.assignment_id, "duplicate": ack.duplicate}
-    return JSONResponse(body, status_code=200 if ack.duplicate else 201)
+    body = {"label_id": ack.label_id, "assignment_id": ack.assignment_id, "duplicate": ack.duplicate,
+            "revised": ack.revised}
+    return JSONResponse(body, status_code=200 if ack.duplicate or ack.revised else 201)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -96,36 +118,51 @@ async def api_create_project(request: Request):
     user = await require(request, "admin")
     check_csrf(request, user)
     data = await _json_body(request)
-    allowed = {"name", "task_type", "overlap", "gold_rate", "gold_threshold", "min_gold", "instructions"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise service.BadInput(f"unknown keys {unknown}; expected some of {sorted(allowed)}")
-    try:
-        pid = await run_in_threadpool(lambda: service.create_project(request.app.state.db, **data))
-    except TypeError as err:
-        raise service.BadInput(f"body: {err}") from None
-    return JSONResponse({"id": pid}, status_code=201)
+    records = data.pop("records", None)
+    spec = service.project_spec(data)
+
+    def work() -> int:
+        items = _parse_records(spec.task_type, records) if records is not None else []
+        return service.create_project(request.app.state.db, **spec.model_dump(), items=items), len(items)
+
+    pid, n = await run_in_threadpool(work)
+    return JSONResponse({"id": pid, "items": n}, status_code=201)
 
 
 @router.post("/api/admin/projects/{project_id}/items")
 async def api_add_items(request: Request, project_id: str):
-    from rlhfkit.feedback.ingest import items_for_task, parse_record
-
     user = await require(request, "admin")
     check_csrf(request, user)
     data = await _json_body(request)
-    records = data.get("records")
-    if not isinstance(records, list) or not records:
-        raise service.BadInput("records: expected a non-empty list of {prompt, responses} objects")
     pid = int_id(project_id, "project")
     db = request.app.state.db
 
     def work() -> int:
         task = service.project_info(db, pid)["task_type"]
-        parsed = [parse_record(r, f"records[{i}]") for i, r in enumerate(records)]
-        return service.add_items(db, pid, items_for_task(task, parsed))
+        return service.add_items(db, pid, _parse_records(task, data.get("records")))
 
     return JSONResponse({"items": await run_in_threadpool(work)}, status_code=201)
+
+
+@router.post("/api/admin/projects/{project_id}/archive")
+async def api_archive(request: Request, project_id: str):
+    user = await require(request, "admin")
+    check_csrf(request, user)
+    archived = (await _json_body(request)).get("archived", True)
+    if not isinstance(archived, bool):
+        raise service.BadInput("archived: expected true or false")
+    await run_in_threadpool(service.set_archived, request.app.state.db,
+                            int_id(project_id, "project"), archived)
+    return {"archived": archived}
+
+
+@router.delete("/api/admin/projects/{project_id}")
+async def api_delete(request: Request, project_id: str):
+    user = await require(request, "admin")
+    check_csrf(request, user)
+    name = await run_in_threadpool(service.delete_project, request.app.state.db,
+                                   int_id(project_id, "project"))
+    return {"deleted": name}
 
 
 @router.post("/api/admin/annotators")
@@ -133,12 +170,11 @@ async def api_add_annotator(request: Request):
     user = await require(request, "admin")
     check_csrf(request, user)
     data = await _json_body(request)
-    name = data.get("name")
-    if not isinstance(name, str):
-        raise service.BadInput("name: expected a string")
-    aid, token = await run_in_threadpool(service.add_annotator, request.app.state.db, name)
-    return JSONResponse({"id": aid, "name": name.strip(), "token": token,
-                         "login_url": f"{base_url(request)}/login?token={token}"}, status_code=201)
+    spec = service.annotator_spec(data)
+    aid, token = await run_in_threadpool(service.add_annotator, request.app.state.db, spec.name,
+                                         spec.expires_days)
+    return JSONResponse({"id": aid, "name": spec.name, "token": token,
+                         "login_url": login_link(request, token)}, status_code=201)
 
 
 @router.get("/api/admin/projects/{project_id}/report")

@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rlhfkit.data.records import DataError
 from rlhfkit.feedback import service
 from rlhfkit.feedback.db import Database, open_database
-from rlhfkit.feedback.security import Signer
+from rlhfkit.feedback.schemas import InvalidInput
+from rlhfkit.feedback.security import Signer, install_log_redaction
 from rlhfkit.feedback.web import AuthError, BodyTooLarge, render, wants_json
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,13 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"), (b"content-security-policy", CSP.encode())]
+
+
 class LimitsAndHeaders:
-    """ASGI middleware: reject bodies over the limit (413) and add security headers."""
+    """ASGI middleware: security headers on every response (errors included), bodies over the
+    limit refused (413), and ``HEAD`` answered like ``GET`` without the body."""
 
     def __init__(self, app):
         self.app = app
@@ -42,14 +48,25 @@ class LimitsAndHeaders:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        head = scope.get("method") == "HEAD"
+        if head:
+            scope = dict(scope, method="GET")
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            elif head and message["type"] == "http.response.body":
+                message = dict(message, body=b"")
+            await send(message)
+
         path = scope.get("path", "")
         limit = MAX_UPLOAD if path.startswith(("/admin/", "/api/admin/")) else MAX_BODY
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not (length.isascii() and length.isdigit()) or int(length) > limit):
             response = JSONResponse({"error": f"request body too large (limit {limit} bytes)"},
                                     status_code=413)
-            return await response(scope, receive, send)
+            return await response(scope, receive, send_with_headers)
         seen = 0
 
         async def limited_receive():
@@ -60,15 +77,6 @@ class LimitsAndHeaders:
                 if seen > limit:
                     raise BodyTooLarge()
             return message
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                         (b"referrer-policy", b"no-referrer"),
-                         (b"content-security-policy", CSP.encode())]
-                message = dict(message)
-                message["headers"] = list(message.get("headers", [])) + extra
-            await send(message)
 
         await self.app(scope, limited_receive, send_with_headers)
 
@@ -90,6 +98,10 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def _data(request: Request, err: DataError):
+        return _error(request, 422, str(err))
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid_input(request: Request, err: InvalidInput):
         return _error(request, 422, str(err))
 
     @app.exception_handler(BodyTooLarge)
@@ -121,16 +133,25 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def create_app(db: str | Database, admin_token: str, secure_cookies: bool = False) -> FastAPI:
-    """Build the app. ``db``: URL / SQLite path (migrated now) or an open Database."""
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+
+
+def create_app(db: str | Database, admin_token: str, secure_cookies: bool = False,
+               base_url: str = DEFAULT_BASE_URL) -> FastAPI:
+    """Build the app. ``db``: URL / SQLite path (migrated now) or an open Database; ``base_url``:
+    the public address login links are built from (never the request's Host header)."""
     if not isinstance(admin_token, str) or len(admin_token) < 16:
         raise ValueError("the admin token must be at least 16 characters")
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"the base URL must start with http:// or https://, got {base_url!r}")
+    install_log_redaction()
     database = db if isinstance(db, Database) else open_database(db)
     app = FastAPI(title="rlhfkit feedback studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = database
     app.state.signer = Signer(database.secret())
     app.state.admin_hash = service.hash_token(admin_token)
     app.state.secure_cookies = secure_cookies
+    app.state.base_url = base_url.rstrip("/")
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["candidate_letter"] = lambda i: "ABCDEFGHIJKLMNOP"[i]
     app.state.templates.env.globals["fmt"] = _fmt

@@ -84,9 +84,9 @@ def cmd_serve(args) -> int:
     token = token or secrets.token_urlsafe(24)
     if len(token) < 16:
         return _fail("the admin token must be at least 16 characters")
-    app = create_app(args.db, token, secure_cookies=args.secure_cookies)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    url = f"http://{shown_host}:{args.port}"
+    url = (args.base_url or f"http://{shown_host}:{args.port}").rstrip("/")
+    app = create_app(args.db, token, secure_cookies=args.secure_cookies, base_url=url)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print("warning: listening beyond this machine; put the studio behind HTTPS and use "
               "--secure-cookies", file=sys.stderr)
@@ -102,14 +102,35 @@ def cmd_serve(args) -> int:
 
 def cmd_create_project(args) -> int:
     from rlhfkit.feedback import service
+    from rlhfkit.feedback.ingest import items_for_task, read_prompt_file
 
     db = _open(args)
+    items = items_for_task(args.task, read_prompt_file(args.file)) if args.file else []
     pid = service.create_project(db, args.name, args.task, overlap=args.overlap,
                                  gold_rate=args.gold_rate, gold_threshold=args.gold_threshold,
-                                 min_gold=args.min_gold, instructions=args.instructions)
+                                 min_gold=args.min_gold, instructions=args.instructions,
+                                 assignment_minutes=args.assignment_minutes, items=items)
     print(f"project {args.name!r} created (id {pid}, task {args.task}, {args.overlap} annotators per item)")
     if args.file:
-        return _import_file(db, pid, args.file)
+        print(f"imported {len(items)} items from {args.file}")
+    return 0
+
+
+def cmd_archive(args) -> int:
+    from rlhfkit.feedback import service
+
+    service.set_archived(_open(args), args.project, not args.reopen)
+    print(f"project {args.project!r} {'reopened' if args.reopen else 'archived (closed)'}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from rlhfkit.feedback import service
+
+    if not args.yes:
+        return _fail(f"deleting {args.project!r} removes all its items and labels; add --yes to confirm")
+    name = service.delete_project(_open(args), args.project)
+    print(f"project {name!r} deleted")
     return 0
 
 
@@ -150,7 +171,7 @@ def cmd_generate(args) -> int:
 def cmd_add_annotator(args) -> int:
     from rlhfkit.feedback import service
 
-    _aid, token = service.add_annotator(_open(args), args.name)
+    _aid, token = service.add_annotator(_open(args), args.name, args.expires_days)
     print(f"annotator {args.name!r} added; login link (shown once):")
     print(f"{args.base_url.rstrip('/')}/login?token={token}")
     return 0
@@ -159,7 +180,7 @@ def cmd_add_annotator(args) -> int:
 def cmd_new_link(args) -> int:
     from rlhfkit.feedback import service
 
-    token = service.rotate_token(_open(args), args.name)
+    token = service.rotate_token(_open(args), args.name, args.expires_days)
     print(f"new login link for {args.name!r} (the old one no longer works):")
     print(f"{args.base_url.rstrip('/')}/login?token={token}")
     return 0
@@ -257,6 +278,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--secure-cookies", action="store_true",
                    help="mark session cookies Secure (when served over HTTPS)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--base-url", default=None,
+                   help="public address login links are built from, e.g. https://studio.example.org "
+                        "(default: http://HOST:PORT); never taken from a request's Host header")
 
     p = _add(sub, "create-project", cmd_create_project, "create a project", db)
     p.add_argument("name", help="project name (unique)")
@@ -269,7 +293,20 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="flag annotators whose gold accuracy is below this")
     p.add_argument("--min-gold", type=int, default=3, help="gold answers needed before flagging")
     p.add_argument("--instructions", default="", help="guidelines shown on every task")
-    p.add_argument("--file", default=None, help="also import this prompt/candidate file")
+    p.add_argument("--assignment-minutes", type=int, default=60,
+                   help="an unanswered task goes back to the pool after this many minutes")
+    p.add_argument("--file", default=None,
+                   help="also import this prompt/candidate file (same transaction: a bad file "
+                        "creates nothing)")
+
+    p = _add(sub, "archive", cmd_archive, "archive (close) a project: annotators no longer see it "
+             "and answers can no longer change; reports and exports keep working", db)
+    p.add_argument("project", help="project name or id")
+    p.add_argument("--reopen", action="store_true", help="reopen an archived project instead")
+
+    p = _add(sub, "delete", cmd_delete, "delete a project with all its items and labels", db)
+    p.add_argument("project", help="project name or id")
+    p.add_argument("--yes", action="store_true", help="confirm the deletion")
 
     p = _add(sub, "import", cmd_import,
              "import items: JSONL of {prompt, responses}, {prompt, chosen, rejected}, {prompt, "
@@ -295,6 +332,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         p = _add(sub, name, handler, text, db)
         p.add_argument("name", help="annotator name")
         p.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the studio is served")
+        p.add_argument("--expires-days", type=float, default=None,
+                       help="the link stops working after this many days (default: never)")
 
     p = _add(sub, "report", cmd_report, "progress, agreement and annotator quality of a project", db)
     p.add_argument("project", help="project name or id")

@@ -51,7 +51,7 @@ def load_project(db: Database, project_ref: Any) -> tuple[dict, list[ItemRow], l
         p = find_project(s, project_ref)
         info = {"id": p.id, "name": p.name, "task_type": p.task_type, "overlap": p.overlap,
                 "gold_rate": p.gold_rate, "gold_threshold": p.gold_threshold,
-                "min_gold": p.min_gold}
+                "min_gold": p.min_gold, "archived": p.archived}
         items = [ItemRow(i.id, prompt_from_json(i.prompt_json), json.loads(i.candidates_json),
                          i.is_gold, json.loads(i.gold_json) if i.gold_json else None, i.source)
                  for i in s.execute(select(Item).where(Item.project_id == p.id)

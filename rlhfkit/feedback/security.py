@@ -1,10 +1,15 @@
 """Signed session cookies and CSRF tokens (HMAC-SHA256, standard library only).
 
-A session cookie is ``role|id|fingerprint|issued.signature``; ``fingerprint`` is the start of the
-SHA-256 of the login token it was issued for, so rotating an annotator's token (or restarting the
-server with another admin token) ends every session made with the old one. A CSRF token is an HMAC
-of the session cookie under a separate label: a page from another origin can neither read it nor
-forge it, and it changes with the session.
+A session cookie is ``role|id|fingerprint|version|issued.signature``; ``fingerprint`` is the start
+of the SHA-256 of the login token it was issued for, so rotating an annotator's token (or restarting
+the server with another admin token) ends every session made with the old one; ``version`` is the
+user's session version in the database, which logout increments, so a copied cookie stops working
+on the server the moment its owner logs out. A CSRF token is an HMAC of the session cookie under a
+separate label: a page from another origin can neither read it nor forge it, and it changes with
+the session.
+
+Login tokens travel in login links (``/login?token=...``); :class:`RedactTokens` keeps them out of
+every log line (uvicorn's access log included).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -31,6 +38,7 @@ class Session:
     role: str  # "admin" or "annotator"
     user_id: int
     fingerprint: str
+    version: int
     issued: int
     raw: str  # the signed cookie value (input of the CSRF token)
 
@@ -54,23 +62,24 @@ class Signer:
         return payload if hmac.compare_digest(sig, self._mac("session", payload)) else None
 
     # sessions ---------------------------------------------------------------------------------
-    def make_session(self, role: str, user_id: int, token_hash: str) -> str:
-        return self.sign(f"{role}|{user_id}|{token_hash[:FINGERPRINT_LEN]}|{int(time.time())}")
+    def make_session(self, role: str, user_id: int, token_hash: str, version: int = 0) -> str:
+        return self.sign(f"{role}|{user_id}|{token_hash[:FINGERPRINT_LEN]}|{version}|"
+                         f"{int(time.time())}")
 
     def read_session(self, value: str | None) -> Session | None:
         payload = self.unsign(value) if value else None
         if payload is None:
             return None
         parts = payload.split("|")
-        if len(parts) != 4 or parts[0] not in ("admin", "annotator"):
+        if len(parts) != 5 or parts[0] not in ("admin", "annotator"):
             return None
         try:
-            user_id, issued = int(parts[1]), int(parts[3])
+            user_id, version, issued = int(parts[1]), int(parts[3]), int(parts[4])
         except ValueError:
             return None
         if time.time() - issued > SESSION_MAX_AGE:
             return None
-        return Session(parts[0], user_id, parts[2], issued, value)
+        return Session(parts[0], user_id, parts[2], version, issued, value)
 
     # CSRF ------------------------------------------------------------------------------------
     def csrf_for(self, session_raw: str) -> str:
@@ -94,3 +103,34 @@ class Signer:
 
 def fingerprint(token_hash: str) -> str:
     return token_hash[:FINGERPRINT_LEN]
+
+
+TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``.../login?token=abc&x=1`` -> ``.../login?token=[redacted]&x=1``."""
+    return TOKEN_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+class RedactTokens(logging.Filter):
+    """A logging filter that rewrites any ``token=...`` in a record's message before it is
+    written (the message is formatted here, so tokens passed as ``%s`` arguments are caught)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message.lower():
+            record.msg, record.args = redact(message), ()
+        return True
+
+
+LOGGERS = ("uvicorn.access", "uvicorn.error")  # filters see records logged on these directly
+
+
+def install_log_redaction() -> None:
+    """Attach :class:`RedactTokens` to the server's loggers (idempotent)."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())

@@ -64,12 +64,21 @@ def _valid(model, data: dict):
         raise BadInput(str(err)) from None
 
 
+def project_spec(fields: dict) -> schemas.ProjectSpec:
+    """A new project's settings checked (BadInput naming the field otherwise)."""
+    return _valid(schemas.ProjectSpec, fields)
+
+
+def annotator_spec(fields: dict) -> schemas.AnnotatorSpec:
+    return _valid(schemas.AnnotatorSpec, fields)
+
+
 def create_project(db: Database, name: str, task_type: str, overlap: int = 3, gold_rate: float = 0.1,
                    gold_threshold: float = 0.7, min_gold: int = 3, instructions: str = "",
                    assignment_minutes: int = 60, items: Iterable[ItemSpec] = ()) -> int:
     """Create a project with its first ``items`` in one transaction (all or nothing); returns its
     id. ``overlap`` = annotators per regular item (r)."""
-    spec = _valid(schemas.ProjectSpec, dict(
+    spec = project_spec(dict(
         name=name, task_type=task_type, overlap=overlap, gold_rate=gold_rate,
         gold_threshold=gold_threshold, min_gold=min_gold, instructions=instructions,
         assignment_minutes=assignment_minutes))
@@ -196,7 +205,7 @@ def _expiry(expires_days: float | None) -> dt.datetime | None:
 def add_annotator(db: Database, name: str, expires_days: float | None = None) -> tuple[int, str]:
     """Create an annotator; returns ``(id, login token)``. Only the token's hash is stored; the
     token stops working after ``expires_days`` (never when None)."""
-    spec = _valid(schemas.AnnotatorSpec, {"name": name, "expires_days": expires_days})
+    spec = annotator_spec({"name": name, "expires_days": expires_days})
     token = new_token()
     try:
         with db.transaction() as s:
@@ -212,7 +221,7 @@ def add_annotator(db: Database, name: str, expires_days: float | None = None) ->
 def rotate_token(db: Database, name: str, expires_days: float | None = None) -> str:
     """Issue a new login token for an annotator: the old link stops working and every session
     made with it ends."""
-    spec = _valid(schemas.AnnotatorSpec, {"name": name, "expires_days": expires_days})
+    spec = annotator_spec({"name": name, "expires_days": expires_days})
     token = new_token()
     with db.transaction() as s:
         ann = s.execute(select(Annotator).where(Annotator.name == spec.name)).scalar_one_or_none()
@@ -585,17 +594,26 @@ def _remaining(s, project: Project, annotator_id: int) -> int:
     return free + mine_open
 
 
+def _progress(s, p: Project, annotator_id: int) -> dict:
+    done = s.execute(select(func.count(Label.id)).where(
+        Label.project_id == p.id, Label.annotator_id == annotator_id)).scalar_one()
+    return {"id": p.id, "name": p.name, "task_type": p.task_type, "instructions": p.instructions,
+            "archived": p.archived, "done": done, "remaining": _remaining(s, p, annotator_id)}
+
+
+def progress(db: Database, project_ref: Any, annotator_id: int) -> dict:
+    """One project as this annotator sees it: ``done`` (their answers, gold included) and
+    ``remaining`` (see :func:`_remaining`)."""
+    with db.read() as s:
+        return _progress(s, find_project(s, project_ref), annotator_id)
+
+
 def annotator_summary(db: Database, annotator_id: int) -> list[dict]:
-    """Per open project with items: how many tasks this annotator finished and how many are left
-    for them (no one else's labels are shown). Archived and empty projects are left out."""
+    """:func:`progress` of every open project with items (no one else's labels are shown);
+    archived and empty projects are left out."""
     with db.read() as s:
         regular = dict(s.execute(select(Item.project_id, func.count(Item.id))
                                  .where(Item.is_gold.is_(False)).group_by(Item.project_id)).all())
         projects = s.execute(select(Project).where(Project.archived.is_(False))
                              .order_by(Project.id)).scalars().all()
-        mine = dict(s.execute(select(Label.project_id, func.count(Label.id))
-                              .where(Label.annotator_id == annotator_id)
-                              .group_by(Label.project_id)).all())
-        return [{"id": p.id, "name": p.name, "task_type": p.task_type, "done": mine.get(p.id, 0),
-                 "remaining": _remaining(s, p, annotator_id), "instructions": p.instructions}
-                for p in projects if regular.get(p.id)]
+        return [_progress(s, p, annotator_id) for p in projects if regular.get(p.id)]

@@ -49,16 +49,18 @@ def _lookup(request: Request) -> User | None:
             return User("admin", 0, "admin", "bearer")
         ann = service.annotator_by_token(st.db, token)
         if ann is None:
-            raise AuthError(401, "invalid or revoked token")
+            raise AuthError(401, "invalid, expired or revoked token")
         return User("annotator", ann["id"], ann["name"], "bearer")
     sess = st.signer.read_session(request.cookies.get(SESSION_COOKIE))
     if sess is None:
         return None
     if sess.role == "admin":
-        ok = hmac.compare_digest(sess.fingerprint, fingerprint(st.admin_hash))
+        ok = (hmac.compare_digest(sess.fingerprint, fingerprint(st.admin_hash))
+              and sess.version == service.admin_session_version(st.db))
         return User("admin", 0, "admin", "cookie", sess.raw) if ok else None
     ann = service.annotator_by_id(st.db, sess.user_id)
-    if ann is None or not hmac.compare_digest(sess.fingerprint, fingerprint(ann["token_hash"])):
+    if (ann is None or not hmac.compare_digest(sess.fingerprint, fingerprint(ann["token_hash"]))
+            or sess.version != ann["session_version"]):
         return None
     return User("annotator", ann["id"], ann["name"], "cookie", sess.raw)
 
@@ -104,13 +106,15 @@ def render(request: Request, template: str, status: int = 200, **ctx: Any):
     return response
 
 
-def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def login_link(request: Request, token: str) -> str:
+    """A login link built from the configured public URL (never from the request's Host header,
+    which a client chooses)."""
+    return f"{request.app.state.base_url}/login?token={token}"
 
 
 def int_id(value: Any, what: str) -> int:
     """A database id from a path or form value; StudioError 404 for anything that is not one."""
     text = str(value)
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise service.NotFound(f"no {what} {text[:40]!r}")
     return int(text)

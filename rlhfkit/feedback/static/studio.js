@@ -7,22 +7,37 @@
     return t && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && t.type !== "checkbox"));
   }
 
-  function pressButton(button) {
-    button.classList.add("pressed");
-    button.click();
-  }
-
-  // Buttons with data-key="1 a" are pressed by those keys (pairwise and score tasks).
+  // Buttons with data-key="1 a" are *selected* by those keys (pairwise and score tasks); Enter
+  // saves the selection, Esc clears it. A stray keypress (typing outside the reason box) therefore
+  // never stores a label on its own; a mouse click on a button still saves at once.
   function setupButtonKeys(form) {
     var buttons = form.querySelectorAll("button[data-key]");
     if (!buttons.length) return;
+    var status = form.querySelector("#selection");
+    var selected = null;
+
+    function select(button) {
+      buttons.forEach(function (b) { b.classList.toggle("selected", b === button); });
+      selected = button;
+      if (status) {
+        status.textContent = button ? "Selected: " + button.textContent.replace(/\s+/g, " ").trim() +
+          " \u2014 press Enter to save, Esc to clear" : "";
+      }
+    }
     document.addEventListener("keydown", function (event) {
       if (event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
+      if (event.key === "Escape") { select(null); return; }
+      if (event.key === "Enter" && selected) {
+        event.preventDefault();
+        selected.classList.add("pressed");
+        form.requestSubmit(selected);
+        return;
+      }
       var key = event.key.toLowerCase();
       for (var i = 0; i < buttons.length; i++) {
         if (buttons[i].dataset.key.split(" ").indexOf(key) >= 0) {
           event.preventDefault();
-          pressButton(buttons[i]);
+          select(buttons[i]);
           return;
         }
       }
