@@ -19,7 +19,8 @@ def test_register_adds_studio_with_help_for_every_subcommand(capsys):
     sub = parser.add_subparsers(dest="command")
     cli.register(sub)
     names = ["serve", "create-project", "import", "generate", "add-annotator", "new-link", "report",
-             "export", "import-labelstudio", "export-labelstudio", "import-argilla", "export-argilla"]
+             "export", "import-labelstudio", "export-labelstudio", "import-argilla", "export-argilla",
+             "archive", "delete"]
     for name in names:
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(["studio", name, "--help"])
@@ -80,6 +81,32 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert code == 0
     code, _, err = run(capsys, "create-project", "p", "--task", "score", "--db", db)
     assert code == 2 and "already exists" in err
+
+
+def test_create_with_a_bad_file_leaves_nothing_and_projects_archive_and_delete(tmp_path, capsys):
+    """Issue 11 item 18 through the CLI."""
+    db = str(tmp_path / "s.sqlite3")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "q", "responses": ["a", "b"]}\n{"prompt": "q2", "responses": ["a"]}\n')
+    code, _, err = run(capsys, "create-project", "demo", "--task", "pairwise", "--db", db, "--file", str(bad))
+    assert code == 2 and "bad.jsonl:2" in err
+    bad.write_text('{"prompt": "q", "responses": ["a", "b"]}\n')
+    code, out, _ = run(capsys, "create-project", "demo", "--task", "pairwise", "--db", db, "--file",
+                       str(bad), "--assignment-minutes", "15")
+    assert code == 0 and "imported 1 items" in out  # the name was still free
+    assert run(capsys, "archive", "demo", "--db", db)[0] == 0
+    from rlhfkit.feedback import service
+    from rlhfkit.feedback.db import open_database
+
+    info = service.project_info(open_database(db), "demo")
+    assert info["archived"] and info["assignment_minutes"] == 15
+    assert run(capsys, "archive", "demo", "--reopen", "--db", db)[0] == 0
+    code, _, err = run(capsys, "delete", "demo", "--db", db)
+    assert code == 2 and "--yes" in err
+    code, out, _ = run(capsys, "delete", "demo", "--db", db, "--yes")
+    assert code == 0 and service.list_projects(open_database(db)) == []
+    code, out, _ = run(capsys, "add-annotator", "eve", "--db", db, "--expires-days", "2")
+    assert code == 0 and service.list_annotators(open_database(db))[0]["expires"] is not None
 
 
 def test_generate_with_the_tiny_model(tmp_path, capsys):
