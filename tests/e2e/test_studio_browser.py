@@ -1,5 +1,7 @@
-"""End to end in a real browser: admin sets up projects, two annotators label (keyboard shortcuts
-included), admin reads agreement and exports preference pairs.
+"""End to end in a real browser: admin sets up projects, two annotators log in by link (a
+confirmation step; a link for someone else never switches a session silently), label (keyboard
+shortcuts select, Enter saves; one shortcut label undone and changed), see their progress, and the
+admin reads agreement and exports preference pairs.
 
 Drives Debian's Chromium (``/usr/bin/chromium``, or ``$RLHFKIT_CHROMIUM``) headless through
 Playwright for Python against the real server (uvicorn on a free loopback port). Skips with the
@@ -77,28 +79,65 @@ def _add_annotator(page, name) -> str:
     form = page.locator("form[data-testid=add-annotator]")
     form.locator("input[name=name]").fill(name)
     form.locator("button[type=submit]").click()
-    return page.locator("[data-testid=login-link]").input_value()
+    link = page.locator("[data-testid=login-link]").input_value()
+    return "/login" + link.split("/login", 1)[1]  # the path: the server's base URL is a default
 
 
-def _label_pairs(page, pid, decide, shot: Path | None = None) -> int:
-    """decide(left_text, right_text, i) -> key to press (1/2/3/a/b/t) or a button test id."""
+def _open_link(page, link, name):
+    """A login link shows a confirmation page; the session starts only with the click."""
+    page.goto(link)
+    assert page.locator("[data-testid=login-confirm]").is_visible()
+    with page.expect_navigation():
+        page.locator("[data-testid=confirm-login]").click()
+    assert ("Hello " + name in page.content()) if name != "admin" else page.url.endswith("/admin")
+
+
+def _answer(page, action):
+    """A button click saves at once; a shortcut key only selects, and Enter saves."""
+    if action.startswith("choose-"):
+        with page.expect_navigation():
+            page.locator(f"[data-testid={action}]").click()
+        return
+    page.keyboard.press(action)
+    assert "press Enter to save" in page.locator("[data-testid=selection]").inner_text()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def _label_pairs(page, pid, decide, shot: Path | None = None, undo_first=False) -> int:
+    """decide(left_text, right_text, i) -> key to press (1/2/3/a/b/t) or a button test id.
+    ``undo_first``: answer the first task with the opposite key, then undo that from the next page
+    and give the decided answer instead."""
     page.goto("/")
     page.locator(f"[data-testid=start-{pid}]").click()
     done = 0
     while "/done" not in page.url:
         page.wait_for_selector("[data-testid=candidate-A]")
+        assert "left" in page.locator("[data-testid=progress]").inner_text()
         if shot is not None and done == 0:
             page.screenshot(path=str(shot), full_page=True)
         left = page.locator("[data-testid=candidate-A] .response").inner_text()
         right = page.locator("[data-testid=candidate-B] .response").inner_text()
         action = decide(left, right, done)
-        with page.expect_navigation():
-            if action.startswith("choose-"):
-                page.locator(f"[data-testid={action}]").click()
-            else:
-                page.keyboard.press(action)
+        if undo_first and done == 0:
+            _answer(page, {"1": "2", "2": "1"}.get(action, "1"))  # the wrong side
+            with page.expect_navigation():
+                page.locator("[data-testid=undo-last]").click()
+            assert page.locator("[data-testid=already-done]").is_visible()
+        _answer(page, action)
         done += 1
     return done
+
+
+def _stray_typing_stores_nothing(page, pid):
+    """Typing a sentence outside the reason box selects at most one answer and saves none."""
+    page.goto("/")
+    page.locator(f"[data-testid=start-{pid}]").click()
+    page.wait_for_selector("[data-testid=candidate-A]")
+    url = page.url
+    page.keyboard.type("the left one is better")
+    page.keyboard.press("Escape")
+    assert page.url == url and page.locator("[data-testid=selection]").inner_text() == ""
 
 
 def _label_rankings(page, pid) -> int:
@@ -146,8 +185,7 @@ def collect_preferences_in_browser(workdir: Path) -> Path:
         try:
             view = {"width": 1280, "height": 860}
             admin = browser.new_context(base_url=url, viewport=view, accept_downloads=True).new_page()
-            admin.goto(f"/login?token={ADMIN}")
-            assert admin.url.endswith("/admin")
+            _open_link(admin, f"/login?token={ADMIN}", "admin")
             pairs_id = _admin_create(admin, "helpfulness-pairs", "pairwise", upload)
             rank_id = _admin_create(admin, "greetings-ranking", "ranking", rank_upload, generate=generate)
             links = {name: _add_annotator(admin, name) for name in ("alice", "bob")}
@@ -155,8 +193,16 @@ def collect_preferences_in_browser(workdir: Path) -> Path:
             people = {}
             for name, link in links.items():
                 people[name] = browser.new_context(base_url=url, viewport=view).new_page()
-                people[name].goto(link.replace(url, ""))
-                assert "Hello " + name in people[name].content()
+                _open_link(people[name], link, name)
+            # bob's link opened in alice's browser (as a hostile page could do): a warning, no switch
+            people["alice"].goto(links["bob"])
+            assert "Switch to bob" in people["alice"].locator("[data-testid=login-switch]").inner_text() + \
+                people["alice"].locator("[data-testid=confirm-login]").inner_text()
+            people["alice"].goto("/")
+            assert "Hello alice" in people["alice"].content()
+            progress = people["alice"].locator(f"[data-testid=progress-{pairs_id}]").inner_text()
+            assert progress == "0 done · 3 left", progress
+            _stray_typing_stores_nothing(people["alice"], pairs_id)
 
             def alice(left, right, i):  # prefers the good answer; keyboard "1"/"2" for A/B
                 return "1" if left in GOOD else "2"
@@ -168,9 +214,12 @@ def collect_preferences_in_browser(workdir: Path) -> Path:
                     return "choose-A" if left in GOOD else "choose-B"
                 return "a" if left in GOOD else "b"
 
-            assert _label_pairs(people["alice"], pairs_id, alice, shots["compare"]) == 3
+            assert _label_pairs(people["alice"], pairs_id, alice, shots["compare"], undo_first=True) == 3
             assert _label_pairs(people["bob"], pairs_id, bob) == 3
             assert "You finished" in people["bob"].content()
+            people["bob"].goto("/")
+            assert people["bob"].locator(f"[data-testid=finished-{pairs_id}]").is_visible()
+            assert "3 done · 0 left" in people["bob"].locator(f"[data-testid=progress-{pairs_id}]").inner_text()
             for name in people:
                 assert _label_rankings(people[name], rank_id) >= 1
 
@@ -237,6 +286,13 @@ def test_browser_session_collects_preferences(tmp_path):
     split = by_prompt[PROMPTS[2]["prompt"]]  # alice: good, bob: tie -> no majority -> tie label
     assert split.label == 0.5 and split.meta["split"] is True
     assert (tmp_path / "studio" / "studio-compare.png").stat().st_size > 10_000
+    from rlhfkit.feedback.db import open_database
+    from rlhfkit.feedback.models import LabelHistory
+
+    db = open_database(str(tmp_path / "studio" / "studio.sqlite3"))
+    with db.read() as s:  # alice's undone shortcut answer is kept as history
+        assert len(s.query(LabelHistory).all()) == 1
+    db.close()
     # the export feeds the reward stage as it is (the split item is a tie label: BCE objective)
     from tests.conftest import run_cli
 
