@@ -23,6 +23,14 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+async def _checked_form(request: Request, role: str):
+    """(user, form) of a state-changing request by ``role``, its CSRF token checked."""
+    user = await require(request, role)
+    form = await request.form()
+    check_csrf(request, user, form)
+    return user, form
+
+
 # --------------------------------------------------------------------------------------------------
 # login
 # --------------------------------------------------------------------------------------------------
@@ -150,8 +158,7 @@ def _next_url(db, project_id: int, annotator_id: int, saved: int | None = None) 
 
 @router.post("/projects/{project_id}/next")
 async def start_next(request: Request, project_id: str):
-    user = await require(request, "annotator")
-    check_csrf(request, user, await request.form())
+    user, _form = await _checked_form(request, "annotator")
     pid = int_id(project_id, "project")
     return _see_other(await run_in_threadpool(_next_url, request.app.state.db, pid, user.id))
 
@@ -199,9 +206,7 @@ def _submit_and_next(db, aid: int, user_id: int, data: dict) -> str:
 @router.post("/tasks/{assignment_id}")
 async def task_submit(request: Request, assignment_id: str):
     """Answer a task, or change the answer of an answered one (until the project closes)."""
-    user = await require(request, "annotator")
-    form = await request.form()
-    check_csrf(request, user, form)
+    user, form = await _checked_form(request, "annotator")
     aid = int_id(assignment_id, "task")
     data = {k: form.get(k) for k in ("choice", "reason", "order", "score", "critique") if k in form}
     db = request.app.state.db
@@ -300,9 +305,7 @@ PROJECT_FIELDS = ("name", "task_type", "overlap", "gold_rate", "gold_threshold",
 @router.post("/admin/projects")
 async def admin_create_project(request: Request):
     """Create a project and import its file in one transaction: a bad file leaves nothing."""
-    user = await require(request, "admin")
-    form = await request.form()
-    check_csrf(request, user, form)
+    _admin, form = await _checked_form(request, "admin")
     db = request.app.state.db
     fields = {k: form.get(k) for k in PROJECT_FIELDS if form.get(k) not in (None, "")}
     fields.setdefault("name", "")
@@ -321,9 +324,7 @@ async def admin_create_project(request: Request):
 
 @router.post("/admin/projects/{project_id}/import")
 async def admin_import(request: Request, project_id: str):
-    user = await require(request, "admin")
-    form = await request.form()
-    check_csrf(request, user, form)
+    _admin, form = await _checked_form(request, "admin")
     pid = int_id(project_id, "project")
     records = await _records_from_upload(form)
     if not records:
@@ -342,9 +343,7 @@ async def admin_import(request: Request, project_id: str):
 @router.post("/admin/projects/{project_id}/archive")
 async def admin_archive(request: Request, project_id: str):
     """Archive (close) or reopen a project: ``archived`` = 1 or 0."""
-    user = await require(request, "admin")
-    form = await request.form()
-    check_csrf(request, user, form)
+    _admin, form = await _checked_form(request, "admin")
     archived = form.get("archived")
     if archived not in ("0", "1"):
         raise service.BadInput("archived: expected 0 or 1")
@@ -356,9 +355,7 @@ async def admin_archive(request: Request, project_id: str):
 @router.post("/admin/projects/{project_id}/delete")
 async def admin_delete(request: Request, project_id: str):
     """Delete a project with all its labels; the form repeats the project's name to confirm."""
-    user = await require(request, "admin")
-    form = await request.form()
-    check_csrf(request, user, form)
+    _admin, form = await _checked_form(request, "admin")
     db = request.app.state.db
     pid = int_id(project_id, "project")
     name = (await run_in_threadpool(service.project_info, db, pid))["name"]
@@ -385,9 +382,7 @@ def _expires_days(form) -> float | None:
 
 @router.post("/admin/annotators")
 async def admin_add_annotator(request: Request):
-    user = await require(request, "admin")
-    form = await request.form()
-    check_csrf(request, user, form)
+    _admin, form = await _checked_form(request, "admin")
     db = request.app.state.db
     name = str(form.get("name") or "")
     _aid, token = await run_in_threadpool(service.add_annotator, db, name, _expires_days(form))
@@ -398,9 +393,7 @@ async def admin_add_annotator(request: Request):
 
 @router.post("/admin/annotators/{annotator_id}/rotate")
 async def admin_rotate(request: Request, annotator_id: str):
-    user = await require(request, "admin")
-    form = await request.form()
-    check_csrf(request, user, form)
+    _admin, form = await _checked_form(request, "admin")
     aid = int_id(annotator_id, "annotator")
     db = request.app.state.db
 
@@ -418,9 +411,7 @@ async def admin_rotate(request: Request, annotator_id: str):
 
 @router.post("/admin/annotators/{annotator_id}/active")
 async def admin_set_active(request: Request, annotator_id: str):
-    user = await require(request, "admin")
-    form = await request.form()
-    check_csrf(request, user, form)
+    _admin, form = await _checked_form(request, "admin")
     active = form.get("active")
     if active not in ("0", "1"):
         raise service.BadInput("active: expected 0 or 1")
