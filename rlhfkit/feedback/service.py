@@ -284,17 +284,23 @@ def admin_session_version(db: Database) -> int:
 def end_sessions(db: Database, annotator_id: int | None) -> None:
     """Log out everywhere: every session cookie of the annotator (None: of the admin) stops
     working, because it carries the previous session version."""
-    with db.transaction() as s:
-        if annotator_id is None:
-            row = s.get(Setting, ADMIN_SESSIONS_KEY)
-            if row is None:
-                s.add(Setting(key=ADMIN_SESSIONS_KEY, value="1"))
-            else:
-                row.value = str(int(row.value) + 1)
+    if annotator_id is not None:
+        with db.transaction() as s:
+            ann = s.get(Annotator, annotator_id)
+            if ann is not None:
+                ann.session_version += 1
+        return
+    for _attempt in range(2):  # two first-ever admin logouts at once: one insert wins, retry
+        try:
+            with db.transaction() as s:
+                row = s.get(Setting, ADMIN_SESSIONS_KEY, with_for_update=True)
+                if row is None:
+                    s.add(Setting(key=ADMIN_SESSIONS_KEY, value="1"))
+                else:
+                    row.value = str(int(row.value) + 1)
             return
-        ann = s.get(Annotator, annotator_id)
-        if ann is not None:
-            ann.session_version += 1
+        except IntegrityError:
+            continue
 
 
 def list_annotators(db: Database) -> list[dict]:
@@ -340,10 +346,11 @@ class TaskView:
                 "closed": self.closed}
 
 
-def _form_answer(task_type: str, value: dict, display_choice: str | None, order: list) -> dict:
+def _form_answer(task_type: str, value: dict, order: list) -> dict:
     """A stored label (candidate terms) back in the display terms of its assignment's form."""
     if task_type == "pairwise":
-        choice = {"left": "A", "right": "B", "tie": "tie"}.get(display_choice or "", "tie")
+        pref = value["preferred"]
+        choice = "tie" if pref == "tie" else "AB"[order.index(pref)]
         return {"choice": choice, "reason": value.get("reason", "")}
     if task_type == "ranking":
         return {"order": ",".join(str(order.index(c) + 1) for c in value["ranking"])}
@@ -355,8 +362,7 @@ def _view(project: Project, item: Item, a: Assignment, label: Label | None = Non
     order = json.loads(a.order_json)
     answer = None
     if label is not None:
-        answer = _form_answer(project.task_type, json.loads(label.value_json), label.display_choice,
-                              order)
+        answer = _form_answer(project.task_type, json.loads(label.value_json), order)
     return TaskView(a.id, project.id, project.name, project.task_type, project.instructions,
                     prompt_from_json(item.prompt_json), [cands[i] for i in order], a.done, answer,
                     project.archived)
