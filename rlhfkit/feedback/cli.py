@@ -261,15 +261,8 @@ def _add(sub, name: str, handler, help_text: str, parents) -> argparse.ArgumentP
     return p
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``studio`` and its sub-commands to an ``argparse`` sub-parser collection."""
-    studio = subparsers.add_parser(
-        "studio", help="human-feedback collection web app (projects, annotators, export)",
-        description="The feedback studio: collect pairwise / ranking / score / critique labels, "
-                    "measure agreement, screen annotators with gold items, export records.")
-    sub = studio.add_subparsers(dest="studio_command", metavar="COMMAND", required=True)
-    db = [_db_parent()]
-
+def _register_server_and_projects(sub, db) -> None:
+    """``serve``, ``create-project``, ``archive`` and ``delete``."""
     p = _add(sub, "serve", cmd_serve, "start the web server (migrates the database first)", db)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
@@ -308,6 +301,17 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("project", help="project name or id")
     p.add_argument("--yes", action="store_true", help="confirm the deletion")
 
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``studio`` and its sub-commands to an ``argparse`` sub-parser collection."""
+    studio = subparsers.add_parser(
+        "studio", help="human-feedback collection web app (projects, annotators, export)",
+        description="The feedback studio: collect pairwise / ranking / score / critique labels, "
+                    "measure agreement, screen annotators with gold items, export records.")
+    sub = studio.add_subparsers(dest="studio_command", metavar="COMMAND", required=True)
+    db = [_db_parent()]
+
+    _register_server_and_projects(sub, db)
     p = _add(sub, "import", cmd_import,
              "import items: JSONL of {prompt, responses}, {prompt, chosen, rejected}, {prompt, "
              "response} or chat {messages}; a 'gold' key marks gold items", db)
