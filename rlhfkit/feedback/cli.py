@@ -61,6 +61,8 @@ def _guard(handler):
             return _fail(err.message)
         except (DataError, StudioDBError, ExportError) as err:
             return _fail(str(err))
+        except RecursionError:  # a JSON file nested deeper than the parser goes
+            return _fail("the input is nested too deeply to read (JSON depth)")
         except RuntimeError as err:  # ModelLoadError and friends
             if type(err).__name__ == "ModelLoadError":
                 return _fail(str(err))

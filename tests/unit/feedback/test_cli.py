@@ -81,6 +81,12 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert code == 0
     code, _, err = run(capsys, "create-project", "p", "--task", "score", "--db", db)
     assert code == 2 and "already exists" in err
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    code, _, err = run(capsys, "import", "p", str(deep), "--db", db)
+    assert code == 2 and "nested too deeply" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "create-project", "q", "--task", "score", "--db", db, "--gold-rate", "inf")
+    assert code == 2 and err.startswith("error: gold_rate:")
 
 
 def test_create_with_a_bad_file_leaves_nothing_and_projects_archive_and_delete(tmp_path, capsys):
