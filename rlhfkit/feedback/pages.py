@@ -244,6 +244,14 @@ def _num(form, key: str, cast, default):
         raise service.BadInput(f"{key}: expected a number, got {str(raw)[:40]!r}") from None
 
 
+def _flag(form, key: str) -> bool:
+    """A yes/no form field sent as "1" / "0"."""
+    value = form.get(key)
+    if value not in ("0", "1"):
+        raise service.BadInput(f"{key}: expected 0 or 1")
+    return value == "1"
+
+
 async def _records_from_upload(form) -> list:
     from rlhfkit.feedback.ingest import read_prompt_bytes
 
@@ -344,11 +352,8 @@ async def admin_import(request: Request, project_id: str):
 async def admin_archive(request: Request, project_id: str):
     """Archive (close) or reopen a project: ``archived`` = 1 or 0."""
     _admin, form = await _checked_form(request, "admin")
-    archived = form.get("archived")
-    if archived not in ("0", "1"):
-        raise service.BadInput("archived: expected 0 or 1")
     pid = int_id(project_id, "project")
-    await run_in_threadpool(service.set_archived, request.app.state.db, pid, archived == "1")
+    await run_in_threadpool(service.set_archived, request.app.state.db, pid, _flag(form, "archived"))
     return _see_other(f"/admin/projects/{pid}")
 
 
@@ -412,10 +417,7 @@ async def admin_rotate(request: Request, annotator_id: str):
 @router.post("/admin/annotators/{annotator_id}/active")
 async def admin_set_active(request: Request, annotator_id: str):
     _admin, form = await _checked_form(request, "admin")
-    active = form.get("active")
-    if active not in ("0", "1"):
-        raise service.BadInput("active: expected 0 or 1")
     await run_in_threadpool(service.set_active, request.app.state.db,
-                            int_id(annotator_id, "annotator"), active == "1")
+                            int_id(annotator_id, "annotator"), _flag(form, "active"))
     return _see_other("/admin")
 

@@ -161,23 +161,31 @@ def test_an_annotator_revises_their_label_until_the_project_closes(db, make_pair
     assert len(service.label_history(db, first.label_id)) == 1
 
 
-def test_concurrent_identical_submissions_store_one_label(db, make_pairwise):
-    pid = make_pairwise(db, n=1)
-    aid, _ = service.add_annotator(db, "ann")
-    view = service.next_task(db, pid, aid)
+def _race(n, call):
+    """Run ``call`` in ``n`` threads at once; returns (results, exceptions)."""
     results, errors = [], []
+    barrier = threading.Barrier(n)
 
-    def submit():
+    def run():
+        barrier.wait()
         try:
-            results.append(service.submit_label(db, view.assignment_id, aid, {"choice": "B"}))
+            results.append(call())
         except Exception as err:  # noqa: BLE001 - the test reports any failure
             errors.append(err)
 
-    threads = [threading.Thread(target=submit) for _ in range(8)]
+    threads = [threading.Thread(target=run) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return results, errors
+
+
+def test_concurrent_identical_submissions_store_one_label(db, make_pairwise):
+    pid = make_pairwise(db, n=1)
+    aid, _ = service.add_annotator(db, "ann")
+    view = service.next_task(db, pid, aid)
+    results, errors = _race(8, lambda: service.submit_label(db, view.assignment_id, aid, {"choice": "B"}))
     assert not errors
     assert len({r.label_id for r in results}) == 1 and sum(not r.duplicate for r in results) == 1
     assert service.list_projects(db)[0]["labels"] == 1
@@ -367,19 +375,7 @@ def test_abandoned_tasks_expire_and_disabled_annotators_release_theirs(db, make_
 def test_one_open_task_per_annotator_even_when_requests_race(db, make_pairwise):
     pid = make_pairwise(db, n=20, overlap=1)
     aid, _ = service.add_annotator(db, "ann")
-    views, errors = [], []
-
-    def ask():
-        try:
-            views.append(service.next_task(db, pid, aid))
-        except Exception as err:  # noqa: BLE001 - the test reports any failure
-            errors.append(err)
-
-    threads = [threading.Thread(target=ask) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    views, errors = _race(8, lambda: service.next_task(db, pid, aid))
     assert not errors and len({v.assignment_id for v in views}) == 1
     from sqlalchemy.exc import IntegrityError
 
