@@ -121,10 +121,7 @@ def setup_logging(quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rlhfkit.config import ConfigError
-    from rlhfkit.data.records import DataError
-    from rlhfkit.models.loading import ModelLoadError
-    from rlhfkit.rewards import RewardError
+    from rlhfkit.errors import RlhfkitError, error_exit
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -134,9 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.quiet)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, ModelLoadError, RewardError, FileNotFoundError) as err:
-        print(f"rlhfkit {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except RlhfkitError as err:  # everything the user can fix: one line, exit 2 (rlhfkit/errors.py)
+        return error_exit(args.command, err)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130

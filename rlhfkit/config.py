@@ -16,8 +16,10 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from rlhfkit.errors import RlhfkitError
 
-class ConfigError(ValueError):
+
+class ConfigError(RlhfkitError, ValueError):
     """A config problem; the message names the key (and the file when there is one)."""
 
 

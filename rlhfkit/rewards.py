@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rlhfkit.errors import RlhfkitError
 
-class RewardError(ValueError):
+
+class RewardError(RlhfkitError, ValueError):
     """A reward spec or a reward function's output is unusable; the message says which."""
 
 

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator
 
 from rlhfkit.data.formats import KINDS, parse_record, text_field
 from rlhfkit.data.records import DataError, Message, SFTExample, conversation_to_json, record_to_json
+from rlhfkit.errors import MissingFileError
 
 DUPLICATE_PROMPT = "duplicate prompt"
 INVALID_JSON = "invalid JSON"
@@ -139,7 +140,7 @@ def read_many(paths: Iterable[str | os.PathLike], kind: str, *, split: str | Non
 def _rows(path: Path, split: str | None) -> Iterator[tuple[str, Any]]:
     name = path.name
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise MissingFileError(f"{path}: no such file or folder")
     if path.is_dir():
         yield from _dataset_rows(path, split)
         return

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
+from rlhfkit.errors import RlhfkitError
+
 ROLES = ("system", "user", "assistant")
 
 
-class DataError(ValueError):
+class DataError(RlhfkitError, ValueError):
     """A bad record: the message reads ``file:line: field: problem``."""
 
     def __init__(self, where: str, fieldname: str, problem: str):

@@ -15,7 +15,9 @@ def resolve_data_path(spec: str) -> Path:
         return Path(demo_path(name if "." in name else f"{name}.jsonl"))
     path = Path(spec).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{spec}: no such data file or folder")
+        from rlhfkit.errors import MissingFileError
+
+        raise MissingFileError(f"{spec}: no such data file or folder")
     return path
 
 

@@ -42,31 +42,24 @@ def _open(args):
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+    from rlhfkit.errors import error_exit
+
+    return error_exit("studio", message)
 
 
 def _guard(handler):
-    """Turn the studio's expected errors into one line on stderr and exit code 2."""
+    """Turn every user error (:class:`rlhfkit.errors.RlhfkitError`) into one line on stderr and
+    exit code 2."""
 
     def run(args) -> int:
-        from rlhfkit.data.records import DataError
-        from rlhfkit.feedback.db import StudioDBError
-        from rlhfkit.feedback.export import ExportError
-        from rlhfkit.feedback.service import StudioError
+        from rlhfkit.errors import RlhfkitError, error_exit
 
         try:
             return handler(args)
-        except StudioError as err:
-            return _fail(err.message)
-        except (DataError, StudioDBError, ExportError) as err:
-            return _fail(str(err))
+        except RlhfkitError as err:
+            return error_exit("studio", err)
         except RecursionError:  # a JSON file nested deeper than the parser goes
             return _fail("the input is nested too deeply to read (JSON depth)")
-        except RuntimeError as err:  # ModelLoadError and friends
-            if type(err).__name__ == "ModelLoadError":
-                return _fail(str(err))
-            raise
 
     run.__doc__ = handler.__doc__
     return run

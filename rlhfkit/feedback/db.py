@@ -21,13 +21,14 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback.models import Setting
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_MS = 30_000
 
 
-class StudioDBError(RuntimeError):
+class StudioDBError(RlhfkitError, RuntimeError):
     """The database URL is unusable or the database cannot be reached; one line says why."""
 
 

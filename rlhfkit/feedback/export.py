@@ -28,6 +28,7 @@ from typing import Any
 
 from rlhfkit.data.records import (LanguageFeedback, PreferencePair, Ranking, ScoreFeedback,
                                   ranking_to_pairs, record_to_json)
+from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback import quality
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.report import ItemRow, LabelRow, agreement, load_project, reliability
@@ -35,8 +36,8 @@ from rlhfkit.feedback.report import ItemRow, LabelRow, agreement, load_project, 
 METHODS = ("majority", "dawid-skene", "raw", "mean")
 
 
-class ExportError(ValueError):
-    pass
+class ExportError(RlhfkitError, ValueError):
+    """An export that cannot be written as asked (method, task type, output file)."""
 
 
 def _base_meta(info: dict, item: ItemRow, labels: list[LabelRow], method: str, project_agr: dict) -> dict:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
                       ValidationError)
 
+from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback.models import TASK_TYPES
 
 MAX_REASON = 2000
@@ -29,7 +30,7 @@ SCORE_MIN, SCORE_MAX = 1, 7
 MAX_ASSIGNMENT_MINUTES = 30 * 24 * 60
 
 
-class InvalidInput(ValueError):
+class InvalidInput(RlhfkitError, ValueError):
     """``field: problem`` for the first few problems of one input."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback import schemas, tasks
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.ingest import ItemSpec, prompt_from_json, prompt_to_json
@@ -30,7 +31,7 @@ ASSIGN_RETRIES = 40
 PICK_POOL = 64  # candidate items per draw: larger = fewer collisions between concurrent annotators
 
 
-class StudioError(Exception):
+class StudioError(RlhfkitError):
     """An operation failed for a reason the user can act on; ``status`` is the HTTP status."""
 
     status = 400

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback import schemas
 from rlhfkit.feedback.models import TASK_TYPES
 from rlhfkit.feedback.schemas import MAX_CRITIQUE, MAX_REASON, SCORE_MAX, SCORE_MIN  # noqa: F401
@@ -34,7 +35,7 @@ SCORE_GOLD_TOLERANCE = 1
 PAIRWISE_CHOICES = {"a": "left", "b": "right", "tie": "tie", "left": "left", "right": "right"}
 
 
-class InvalidSubmission(ValueError):
+class InvalidSubmission(RlhfkitError, ValueError):
     """A submitted label does not fit the task; ``field`` names the offending input."""
 
     def __init__(self, fieldname: str, problem: str):

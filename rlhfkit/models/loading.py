@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.errors import RlhfkitError
 from rlhfkit.paths import home
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PAD_TOKEN = "<|endoftext|>"  # a dedicated PAD distinct from EOS (<|im_end|>), see SPEC section 5
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(RlhfkitError, RuntimeError):
     """A model name could not be resolved or loaded; the message says why in one line."""
 
 

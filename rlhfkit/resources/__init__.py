@@ -14,9 +14,11 @@ DEMO_FILES = ("sft.jsonl", "pairs.jsonl", "prompts.jsonl", "rankings.jsonl", "sc
 
 
 def demo_path(name: str) -> Path:
-    """Path of a demo file, e.g. ``demo_path("pairs.jsonl")``; FileNotFoundError names the choices."""
+    """Path of a demo file, e.g. ``demo_path("pairs.jsonl")``; MissingFileError (a FileNotFoundError) names the choices."""
     folder = resources.files(__name__).joinpath("demo")
     target = folder.joinpath(name)
     if not name or "/" in name or "\\" in name or not target.is_file():
-        raise FileNotFoundError(f"no demo file {name!r}; available: {', '.join(DEMO_FILES)}")
+        from rlhfkit.errors import MissingFileError
+
+        raise MissingFileError(f"no demo file {name!r}; available: {', '.join(DEMO_FILES)}")
     return Path(str(target))

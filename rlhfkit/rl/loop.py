@@ -286,7 +286,9 @@ def resume_path(train: Any) -> Path | None:
         return latest_checkpoint(train.output_dir)
     path = Path(train.resume)
     if not path.exists():
-        raise FileNotFoundError(f"train.resume: {path}: no such checkpoint")
+        from rlhfkit.errors import MissingFileError
+
+        raise MissingFileError(f"train.resume: {path}: no such checkpoint")
     return path
 
 

@@ -108,7 +108,9 @@ def _resume_path(cfg: TrainConfig) -> Path | None:
         return latest_checkpoint(cfg.output_dir)
     path = Path(cfg.resume)
     if not path.exists():
-        raise FileNotFoundError(f"train.resume: {path}: no such checkpoint")
+        from rlhfkit.errors import MissingFileError
+
+        raise MissingFileError(f"train.resume: {path}: no such checkpoint")
     return path
 
 

@@ -70,7 +70,7 @@ def test_cli_project_lifecycle(tmp_path, capsys):
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     db = str(tmp_path / "s.sqlite3")
     code, _, err = run(capsys, "import", "nope", str(tmp_path / "x.jsonl"), "--db", db)
-    assert code == 2 and err.startswith("error: no project 'nope'")
+    assert code == 2 and err.startswith("rlhfkit studio: error: no project 'nope'")
     run(capsys, "create-project", "p", "--task", "score", "--db", db)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok", "response": "fine"}\n{"response": "no prompt"}\n')
