@@ -24,6 +24,12 @@ class DataError(RlhfkitError, ValueError):
         super().__init__(f"{where}: {fieldname}: {problem}")
 
 
+def no_usable(key: str, spec: Any, what: str, why: str = "") -> DataError:
+    """The error for a data source that leaves nothing to work on: ``key: spec: no usable <what>``
+    (``where`` is the config key, ``field`` the file it names), ``why`` in parentheses."""
+    return DataError(key, str(spec), f"no usable {what}" + (f" ({why})" if why else ""))
+
+
 @dataclass(frozen=True)
 class Message:
     role: str

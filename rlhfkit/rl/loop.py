@@ -81,7 +81,11 @@ def load_prompts(data: Any, tokenizer: Any, seed: int) -> tuple[list, list, list
     n_eval = min(data.eval_prompts, max(0, len(kept) - 1))
     ev, tr = order[:n_eval], order[n_eval:]
     if not tr:
-        raise ValueError(f"data.prompts: {data.prompts}: no usable prompts")
+        from rlhfkit.data.records import no_usable
+
+        why = (f"all {dropped} are longer than data.max_prompt_length={data.max_prompt_length} tokens"
+               if dropped else "")
+        raise no_usable("data.prompts", data.prompts, "prompts", why)
     return [kept[i] for i in tr], [ids[i] for i in tr], [kept[i] for i in ev], [ids[i] for i in ev]
 
 

@@ -139,7 +139,9 @@ def load_prompts(spec: str, limit: int | None) -> list:
     result = load(spec, "prompts", limit=limit)
     say(result.report())
     if not result.records:
-        raise ValueError(f"prompts: {spec}: no prompts")
+        from rlhfkit.data.records import no_usable
+
+        raise no_usable("prompts", spec, "prompts")
     return result.records
 
 
@@ -280,8 +282,10 @@ def run(cfg: BoNConfig) -> BoNResult:
              "sampling.only_finished=false)")
     if cfg.finetune:
         if not kept:
-            raise ValueError("rejection sampling: no response was kept (lower threshold or check the "
-                             "reward), nothing to fine-tune on")
+            from rlhfkit.data.records import no_usable
+
+            raise no_usable("prompts", cfg.prompts, "responses to fine-tune on",
+                            "no response was kept: lower threshold or check the reward")
         del model, reward  # the SFT stage loads its own copy of the model
         gc.collect()
         from rlhfkit.stages import sft

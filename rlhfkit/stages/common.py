@@ -131,7 +131,9 @@ def start_lm_stage(cfg: Any, load_data: Any, what: str) -> tuple:
     model, tokenizer = load_causal_lm(cfg.model, dtype=cfg.dtype, device=device)
     train, dev, dev_records = load_data(cfg, tokenizer)
     if not train:
-        raise ValueError(f"data.train: {cfg.data.train}: no usable {what}")
+        from rlhfkit.data.records import no_usable
+
+        raise no_usable("data.train", cfg.data.train, what)
     if cfg.lora.enabled:
         from rlhfkit.stages.sft import apply_lora
 

@@ -150,7 +150,9 @@ def train_loop(
     start = time.time()
     n_micro = len(micro_batches(0))
     if n_micro == 0:
-        raise ValueError("no training batches: the training set is empty after filtering")
+        from rlhfkit.data.records import DataError
+
+        raise DataError("data", "training set", "no training batches: empty after filtering")
     steps = total_steps(cfg, n_micro)
     optimizer = make_optimizer(list(params), optim)
     scheduler = make_scheduler(optimizer, optim, steps)

@@ -1,0 +1,65 @@
+"""Bad input through the CLI ends in one line ``rlhfkit <cmd>: error: ...`` and exit code 2, never a
+traceback (issue 12 item 3, issue 11 item 9). Tiny model; every case stops before training."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def error_lines(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if "error:" in line]
+
+
+def expect_error(capsys, argv: list[str], message: str) -> str:
+    """Run the CLI; it must exit 2 with exactly one error line, which contains ``message``."""
+    assert run_cli(*argv) == 2
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and message in lines[0], lines
+    return lines[0]
+
+
+# (command words, the data key, what is named as missing)
+EMPTY_CASES = {
+    "sft": (["sft"], "data.train", "no usable SFT examples"),
+    "rm train": (["rm", "train"], "data.train", "no usable training records"),
+    "dpo": (["dpo"], "data.train", "no usable preference pairs"),
+    "ppo": (["ppo", "reward=length"], "data.prompts", "no usable prompts"),
+    "grpo": (["grpo", "reward=length"], "data.prompts", "no usable prompts"),
+    "rloo": (["rloo", "reward=length"], "data.prompts", "no usable prompts"),
+    "bon": (["bon", "reward=length"], "prompts", "no usable prompts"),
+    "rejection-sampling": (["rejection-sampling", "reward=length"], "prompts", "no usable prompts"),
+}
+
+
+@pytest.mark.parametrize("stage", list(EMPTY_CASES))
+def test_an_empty_training_file_is_one_line_and_exit_2(stage, tmp_path, capsys):
+    words, key, problem = EMPTY_CASES[stage]
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("")
+    out_key = "output_dir" if key == "prompts" else "train.output_dir"
+    line = expect_error(capsys, [*words, "model=tiny", f"{key}={empty}", f"{out_key}={tmp_path / 'run'}"],
+                        f"{key}: {empty}: {problem}")
+    command = "rm" if stage == "rm train" else words[0]
+    assert line.startswith(f"rlhfkit {command}: error: ")
+
+
+def test_ppo_prompts_all_longer_than_the_limit_name_the_limit(tmp_path, capsys):
+    prompts = tmp_path / "long.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"question {i} " + "word " * 40}) + "\n"
+                               for i in range(3)))
+    expect_error(capsys, ["ppo", "model=tiny", "reward=length", f"data.prompts={prompts}",
+                          "data.max_prompt_length=8", f"train.output_dir={tmp_path / 'run'}"],
+                 "no usable prompts (all 3 are longer than data.max_prompt_length=8 tokens)")
+
+
+def test_dpo_with_only_ties_is_one_line(tmp_path, capsys):
+    ties = tmp_path / "ties.jsonl"
+    ties.write_text(json.dumps({"prompt": "hi", "chosen": "a", "rejected": "b", "tie": True}) + "\n")
+    expect_error(capsys, ["dpo", "model=tiny", f"data.train={ties}", f"train.output_dir={tmp_path / 'run'}"],
+                 "no usable preference pairs")
