@@ -47,6 +47,11 @@ class SFTConfig:
     optim: OptimConfig = opt(factory=lambda: OptimConfig(lr=5e-5), help="")
     samples: SampleConfig = opt(factory=SampleConfig, help="")
 
+    def validate(self) -> None:
+        if self.max_length < 2:  # below 2 no response token is left to predict: a "perfect" loss of 0
+            raise ValueError(f"max_length must be >= 2 (a prompt token and a response token), "
+                             f"got {self.max_length}")
+
 
 @dataclass
 class SFTResult:
@@ -75,7 +80,17 @@ def load_examples(cfg: SFTConfig, tokenizer: Any) -> tuple[list, list, list]:
     dev = [encode_example(tokenizer, r.prompt, r.response, cfg.max_length) for r in dev_records]
     truncation_report("SFT examples", sum(e.response_truncated or e.prompt_truncated for e in train),
                       len(train), cfg.max_length)
+    require_targets(train, cfg.max_length)
     return train, dev, dev_records
+
+
+def require_targets(examples: list, max_length: int) -> None:
+    """Stop when truncation left no response token to predict: the loss would read 0 (perplexity 1)."""
+    if examples and not any(e.prompt_ids and e.response_ids for e in examples):
+        from rlhfkit.config import ConfigError
+
+        raise ConfigError(f"max_length={max_length}: no response token of the {len(examples)} training "
+                          "examples survives truncation, so there is nothing to learn: raise max_length")
 
 
 def apply_lora(model: Any, lora: LoraConfig) -> Any:

@@ -63,3 +63,19 @@ def test_dpo_with_only_ties_is_one_line(tmp_path, capsys):
     ties.write_text(json.dumps({"prompt": "hi", "chosen": "a", "rejected": "b", "tie": True}) + "\n")
     expect_error(capsys, ["dpo", "model=tiny", f"data.train={ties}", f"train.output_dir={tmp_path / 'run'}"],
                  "no usable preference pairs")
+
+
+@pytest.mark.parametrize("value", ["0", "1", "-3"])
+def test_sft_max_length_below_2_is_rejected_at_config_load(value, tmp_path, capsys):
+    expect_error(capsys, ["sft", "model=tiny", f"max_length={value}", f"train.output_dir={tmp_path}"],
+                 f"max_length must be >= 2 (a prompt token and a response token), got {value}")
+    assert not (tmp_path / "config.yaml").exists()  # stopped before any work
+
+
+def test_sft_stops_when_no_response_token_survives_truncation(tiny):
+    from rlhfkit.config import ConfigError
+    from rlhfkit.stages.sft import SFTConfig, SFTData, load_examples
+
+    cfg = SFTConfig(model="tiny", max_length=1, data=SFTData(train="demo:sft", dev_fraction=0))
+    with pytest.raises(ConfigError, match="max_length=1: no response token of the .* training examples"):
+        load_examples(cfg, tiny[1])
