@@ -61,12 +61,21 @@ def text_field(value: Any, where: str, fieldname: str) -> str:
     return value
 
 
+# Scores, margins and labels are trained in float32, squared (MSE) or put inside a sigmoid: beyond
+# this magnitude a value is a unit or export mistake (1e300 becomes inf, then a NaN loss), not feedback.
+MAX_ABS_NUMBER = 1e6
+
+
 def number_field(value: Any, where: str, fieldname: str) -> float:
-    """A finite int or float (not a bool), as float."""
+    """A finite int or float (not a bool) with ``|value| <= MAX_ABS_NUMBER``, as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(where, fieldname, f"expected a number, got {_type(value)}")
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise DataError(where, fieldname, f"expected a finite number, got {value}")
+    if abs(value) > MAX_ABS_NUMBER:  # exact for ints of any size too
+        shown = f"{value:g}" if isinstance(value, float) else f"an integer of {len(str(abs(value)))} digits"
+        raise DataError(where, fieldname, f"{shown} is out of range (|value| <= {MAX_ABS_NUMBER:g}; "
+                        "rescale the values)")
     return float(value)
 
 

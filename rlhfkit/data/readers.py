@@ -23,6 +23,7 @@ import gzip
 import json
 import os
 import tempfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,35 +158,59 @@ def _rows(path: Path, split: str | None) -> Iterator[tuple[str, Any]]:
         raise DataError(name, "file", f"unsupported file type (expected {FILE_TYPES})")
 
 
-def _open_text(path: Path):
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig")
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _utf8(data: bytes, name: str, first_line: int = 1) -> str:
+    """Decode UTF-8 (a leading BOM dropped when ``first_line`` is 1); an error names the line."""
+    try:
+        return data.decode("utf-8-sig" if first_line == 1 else "utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + data.count(b"\n", 0, err.start)
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(f"{name}:{line}", "file", f"not UTF-8 text (byte {column} of the line: "
+                        f"{err.reason}); save the file as UTF-8") from None
+
+
+def _json_problem(err: Exception) -> str:
+    """``invalid JSON (Expecting value at column 5)``; json's "... starting at" reads on into it.
+    Other parse failures (an integer over Python's digit limit, nesting too deep) in one line."""
+    if not isinstance(err, json.JSONDecodeError):
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return f"invalid JSON ({text})"
+    at = "" if err.msg.endswith(" at") else " at"
+    return f"invalid JSON ({err.msg}{at} column {err.colno})"
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
     try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
+        with _open_bytes(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                line = _utf8(raw, path.name, lineno)
                 if not line.strip():
                     continue
                 where = f"{path.name}:{lineno}"
                 try:
                     yield where, json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield where, DataError(where, "json", f"invalid JSON ({err.msg} at column {err.colno})")
-    except UnicodeDecodeError as err:
-        raise DataError(path.name, "file", f"not UTF-8 text ({err.reason})") from None
-    except (gzip.BadGzipFile, EOFError) as err:
+                except (ValueError, RecursionError) as err:  # also: over-long integers, deep nesting
+                    yield where, DataError(where, "json", _json_problem(err))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise DataError(path.name, "file", f"damaged gzip file ({err})") from None
 
 
 def _json_list_rows(path: Path) -> Iterator[tuple[str, Any]]:
     try:
-        with _open_text(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path.name}:{err.lineno}", "json", f"invalid JSON ({err.msg})") from None
+        with _open_bytes(path) as f:
+            raw = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DataError(path.name, "file", f"damaged gzip file ({err})") from None
+    text = _utf8(raw, path.name)
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:  # also: over-long integers, deep nesting
+        where = f"{path.name}:{err.lineno}" if isinstance(err, json.JSONDecodeError) else path.name
+        raise DataError(where, "json", _json_problem(err)) from None
     if not isinstance(data, list):
         raise DataError(path.name, "json", "expected a list of records (use .jsonl for one per line)")
     for i, obj in enumerate(data, 1):
@@ -193,9 +218,14 @@ def _json_list_rows(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:  # truncated, damaged, or not Parquet at all
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(path.name, "file", f"not a readable Parquet file ({first})") from None
     for i, obj in enumerate(table.to_pylist(), 1):
         yield f"{path.name}:{i}", obj
 

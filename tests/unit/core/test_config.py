@@ -60,6 +60,16 @@ def test_invalid_yaml_names_the_line(tmp_path):
         load_config(Outer, path)
 
 
+def test_a_duplicated_yaml_key_names_the_key_and_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("model: tiny\ninner:\n  steps: 3\n  lr: 0.1\n  steps: 4\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml:5: invalid YAML: duplicate key 'steps' "
+                                          r"\(first given on line 3\)"):
+        load_config(Outer, path)
+    with pytest.raises(ConfigError, match=r"duplicate key 'steps'"):
+        load_config(Outer, None, ["inner={steps: 1, steps: 2}"])
+
+
 def test_describe_lists_every_key_with_help():
     text = "\n".join(describe(Outer))
     assert "inner.lr = 1e-05   learning rate" in text
