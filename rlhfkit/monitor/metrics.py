@@ -19,11 +19,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _row_kind(step: int, metrics: Mapping[str, Any]) -> tuple:
+    return step, frozenset(k for k in metrics if k not in ("step", "time"))
+
+
 class MetricLogger:
     def __init__(self, out_dir: str | Path, tensorboard: bool = False, filename: str = "metrics.jsonl"):
         self.path = Path(out_dir) / filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8")
+        self._logged_at_resume: set = set()
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -36,17 +41,25 @@ class MetricLogger:
 
         self._fh.close()
         keep = []
+        self._logged_at_resume = set()
         if resumed_step is not None and self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
-                    if json.loads(line).get("step", 0) <= resumed_step:
-                        keep.append(line)
+                    row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn last line from a crash
+                if row.get("step", 0) <= resumed_step:
+                    keep.append(line)
+                if row.get("step", 0) == resumed_step:
+                    self._logged_at_resume.add(_row_kind(resumed_step, row))
         atomic_write_text(self.path, "".join(k + "\n" for k in keep))
         self._fh = self.path.open("a", encoding="utf-8")
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Append one row; a row the resumed run already holds (same step, same metric names, e.g.
+        the final evaluation of a finished run that is run again) is not written twice."""
+        if _row_kind(step, metrics) in self._logged_at_resume:
+            return
         row = {"step": step, "time": round(time.time(), 3)}
         row.update({k: _plain(v) for k, v in metrics.items()})
         self._fh.write(json.dumps(row) + "\n")

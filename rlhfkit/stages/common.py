@@ -77,12 +77,18 @@ def check_resume_compatible(cfg: Any, out: Path) -> None:
 
 def prepare_output(cfg: Any, output_dir: str) -> Path:
     """Create the run folder and write ``config.yaml`` (after checking that a resume is valid)."""
-    from rlhfkit.config import save_config
+    from rlhfkit.config import ConfigError, save_config
 
     out = Path(output_dir)
+    key = "output_dir" if getattr(cfg, "output_dir", None) == output_dir else "train.output_dir"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{key}={out}: is a file, not a folder")
     check_resume_compatible(cfg, out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    except OSError as err:  # read-only file system, no permission, a parent that is a file, disk full
+        raise ConfigError(f"{key}={out}: cannot write the run folder ({err.strerror or err})") from None
     return out
 
 

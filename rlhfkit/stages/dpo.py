@@ -214,6 +214,8 @@ def load_pairs(cfg: DPOConfig, tokenizer: Any) -> tuple[list, list, list]:
         dev_records = dev_records[:cfg.data.max_dev_pairs]
     train = encode_pairs(tokenizer, train_records, cfg.max_length, "training")
     dev = encode_pairs(tokenizer, dev_records, cfg.max_length, "dev")
+    if cfg.data.dev and not dev:
+        warn(f"data.dev: {cfg.data.dev}: no usable dev pairs: training runs without a dev evaluation")
     return train, dev, dev_records
 
 

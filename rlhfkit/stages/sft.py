@@ -15,7 +15,7 @@ from typing import Any
 
 from rlhfkit.config import opt
 from rlhfkit.stages.common import (memory_check, say, say_trainable,
-                                   start_lm_stage, truncation_report)
+                                   start_lm_stage, truncation_report, warn)
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
 
@@ -78,6 +78,8 @@ def load_examples(cfg: SFTConfig, tokenizer: Any) -> tuple[list, list, list]:
         train_records, dev_records = split_dev(result.records, cfg.data.dev_fraction, cfg.train.seed)
     train = [encode_example(tokenizer, r.prompt, r.response, cfg.max_length) for r in train_records]
     dev = [encode_example(tokenizer, r.prompt, r.response, cfg.max_length) for r in dev_records]
+    if cfg.data.dev and not dev:
+        warn(f"data.dev: {cfg.data.dev}: no usable dev examples: training runs without a dev loss")
     truncation_report("SFT examples", sum(e.response_truncated or e.prompt_truncated for e in train),
                       len(train), cfg.max_length)
     require_targets(train, cfg.max_length)

@@ -79,3 +79,62 @@ def test_sft_stops_when_no_response_token_survives_truncation(tiny):
     cfg = SFTConfig(model="tiny", max_length=1, data=SFTData(train="demo:sft", dev_fraction=0))
     with pytest.raises(ConfigError, match="max_length=1: no response token of the .* training examples"):
         load_examples(cfg, tiny[1])
+
+
+def sft_file(tmp_path):
+    path = tmp_path / "sft.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"answer {i}"}) + "\n" for i in range(4)))
+    return path
+
+
+@pytest.mark.parametrize("stage,key", [("sft", "train.output_dir"), ("bon", "output_dir")])
+def test_an_output_dir_that_is_a_file_is_one_line_naming_the_key(stage, key, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    extra = [f"data.train={sft_file(tmp_path)}"] if stage == "sft" else ["reward=length"]
+    expect_error(capsys, [stage, "model=tiny", *extra, f"{key}={afile}"], f"{key}={afile}: is a file, not a folder")
+    expect_error(capsys, [stage, "model=tiny", *extra, f"{key}={afile / 'sub'}"],
+                 f"{key}={afile / 'sub'}: cannot write the run folder (Not a directory)")
+
+
+def test_a_read_only_output_dir_is_one_line_naming_the_key(tmp_path, monkeypatch):
+    import errno
+
+    from rlhfkit.config import ConfigError
+    from rlhfkit.stages import common
+    from rlhfkit.stages.sft import SFTConfig
+
+    def read_only(cfg, path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr("rlhfkit.config.save_config", read_only)
+    cfg = SFTConfig(model="tiny")
+    with pytest.raises(ConfigError, match=r"^train.output_dir=.*ro: cannot write the run folder "
+                                          r"\(Read-only file system\)$"):
+        common.prepare_output(cfg, str(tmp_path / "ro"))
+
+
+SHORT = ["model=tiny", "train.max_steps=1", "samples.prompts=0", "train.progress=false"]
+
+
+def test_an_empty_dev_file_warns_in_sft_and_dpo(tmp_path, caplog):
+    empty = tmp_path / "dev.jsonl"
+    empty.write_text("")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"yes {i}", "rejected": f"no {i}"}) + "\n"
+                             for i in range(2)))
+    assert run_cli("sft", *SHORT, f"data.train={sft_file(tmp_path)}", f"data.dev={empty}",
+                   f"train.output_dir={tmp_path / 'sft'}") == 0
+    assert f"data.dev: {empty}: no usable dev examples" in caplog.text
+    assert run_cli("dpo", *SHORT, f"data.train={pairs}", f"data.dev={empty}",
+                   f"train.output_dir={tmp_path / 'dpo'}") == 0
+    assert f"data.dev: {empty}: no usable dev pairs" in caplog.text
+
+
+def test_rerunning_a_finished_sft_run_logs_its_eval_once(tmp_path):
+    data = sft_file(tmp_path)
+    args = ["sft", *SHORT, f"data.train={data}", f"data.dev={data}", f"train.output_dir={tmp_path / 'run'}"]
+    assert run_cli(*args) == 0
+    assert run_cli(*args) == 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], "eval/loss" in r) for r in rows] == [(1, False), (1, True)]
