@@ -30,6 +30,14 @@ class PromptData:
     eval_samples: int = opt(4, "responses sampled per held-out prompt at each evaluation (more = less noisy "
                             "before/after numbers)")
 
+    def validate(self) -> None:
+        if self.eval_samples < 1:
+            raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}")
+        if self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be >= 1, got {self.max_prompt_length}")
+        if self.max_prompts < 0 or self.eval_prompts < 0:
+            raise ValueError("max_prompts and eval_prompts must be >= 0")
+
 
 @dataclass
 class RolloutConfig:

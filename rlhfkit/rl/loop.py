@@ -427,7 +427,9 @@ def evaluate_policy(setup: RLSetup, prompts: list, ids: list, rollout: Any, seed
         return {}
     params = sampling_params(rollout, seed, 10_000_019)
     if samples < 1:
-        raise ValueError(f"data.eval_samples: must be >= 1, got {samples}")
+        from rlhfkit.config import ConfigError
+
+        raise ConfigError(f"data.eval_samples: must be >= 1, got {samples}")
     prompts = [p for p in prompts for _ in range(samples)]
     ids = [i for i in ids for _ in range(samples)]
     setup.roles.train(False)

@@ -149,7 +149,9 @@ def build_roles(*, model: str, reference: str, reward: Any, value_mode: str, lor
     ref_model = None
     if lora.enabled:
         if reference and reference != model:
-            raise ValueError(f"reference: with lora.enabled the reference is the base model '{model}' "
+            from rlhfkit.config import ConfigError
+
+            raise ConfigError(f"reference: with lora.enabled the reference is the base model '{model}' "
                              f"with the adapter off; got a different reference '{reference}'")
         policy = _peft_lora(policy, lora, "CAUSAL_LM")
     elif need_reference:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+from rlhfkit.config import ConfigError
 from rlhfkit.models.reward import encode_group
 from rlhfkit.stages.common import say, truncation_report
 
@@ -195,7 +196,7 @@ def digit_ids(tokenizer: Any) -> list[int]:
     for d in JUDGE_DIGITS:
         encoded = tokenizer(d, add_special_tokens=False)["input_ids"]
         if len(encoded) != 1:
-            raise ValueError(f"judge: the tokenizer splits the digit {d!r} into {len(encoded)} tokens")
+            raise ConfigError(f"judge: the tokenizer splits the digit {d!r} into {len(encoded)} tokens")
         ids.append(encoded[0])
     return ids
 

@@ -138,3 +138,18 @@ def test_rerunning_a_finished_sft_run_logs_its_eval_once(tmp_path):
     assert run_cli(*args) == 0
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], "eval/loss" in r) for r in rows] == [(1, False), (1, True)]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.eval_samples=0", "data: eval_samples must be >= 1, got 0"),
+    ("data.max_prompt_length=0", "data: max_prompt_length must be >= 1, got 0"),
+])
+def test_rl_prompt_settings_are_checked_at_config_load(override, message, tmp_path, capsys):
+    expect_error(capsys, ["ppo", "model=tiny", "reward=length", override, f"train.output_dir={tmp_path}"], message)
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_a_lora_run_with_another_reference_is_one_line(tmp_path, capsys):
+    expect_error(capsys, ["grpo", "model=tiny", "reward=length", "lora.enabled=true", "reference=default",
+                          f"train.output_dir={tmp_path}"],
+                 "reference: with lora.enabled the reference is the base model 'tiny'")
