@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RlhfkitError as err:  # everything the user can fix: one line, exit 2 (rlhfkit/errors.py)
         return error_exit(args.command, err)
+    except FileNotFoundError as err:  # a path the user gave, found missing inside a library (torch, ...)
+        return error_exit(args.command, err)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130

@@ -173,12 +173,16 @@ def _utf8(data: bytes, name: str, first_line: int = 1) -> str:
                         f"{err.reason}); save the file as UTF-8") from None
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _json_problem(err: Exception) -> str:
     """``invalid JSON (Expecting value at column 5)``; json's "... starting at" reads on into it.
     Other parse failures (an integer over Python's digit limit, nesting too deep) in one line."""
     if not isinstance(err, json.JSONDecodeError):
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return f"invalid JSON ({text})"
+        return f"invalid JSON ({_first_line(err)})"
     at = "" if err.msg.endswith(" at") else " at"
     return f"invalid JSON ({err.msg}{at} column {err.colno})"
 
@@ -224,8 +228,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:  # truncated, damaged, or not Parquet at all
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(path.name, "file", f"not a readable Parquet file ({first})") from None
+        raise DataError(path.name, "file", f"not a readable Parquet file ({_first_line(err)})") from None
     for i, obj in enumerate(table.to_pylist(), 1):
         yield f"{path.name}:{i}", obj
 
@@ -233,7 +236,11 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
 def _dataset_rows(path: Path, split: str | None) -> Iterator[tuple[str, Any]]:
     import datasets
 
-    ds = datasets.load_from_disk(str(path))
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (OSError, ValueError) as err:  # a folder that is not a saved dataset (or a damaged one)
+        raise DataError(path.name, "folder", f"not a readable Hugging Face dataset folder "
+                        f"({_first_line(err)})") from None
     label = path.name
     if isinstance(ds, datasets.DatasetDict):
         split = split or "train"

@@ -153,3 +153,9 @@ def test_a_lora_run_with_another_reference_is_one_line(tmp_path, capsys):
     expect_error(capsys, ["grpo", "model=tiny", "reward=length", "lora.enabled=true", "reference=default",
                           f"train.output_dir={tmp_path}"],
                  "reference: with lora.enabled the reference is the base model 'tiny'")
+
+
+def test_a_resume_folder_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys):
+    (tmp_path / "notckpt").mkdir()
+    expect_error(capsys, ["sft", *SHORT, f"data.train={sft_file(tmp_path)}", f"train.resume={tmp_path / 'notckpt'}",
+                          f"train.output_dir={tmp_path / 'run'}"], "training_state.pt")

@@ -70,3 +70,9 @@ def test_absurd_scores_and_margins_are_rejected_at_load(tmp_path, kind, record, 
 def test_large_but_plausible_scores_still_load(tmp_path):
     (tmp_path / "s.jsonl").write_text(json.dumps({"prompt": "q", "response": "r", "score": 1e6}) + "\n")
     assert read_records(tmp_path / "s.jsonl", "scores").records[0].score == 1e6
+
+
+def test_a_folder_that_is_not_a_dataset_is_a_data_error(tmp_path):
+    (tmp_path / "notds").mkdir()
+    with pytest.raises(DataError, match=r"^notds: folder: not a readable Hugging Face dataset folder"):
+        read_records(tmp_path / "notds", "sft")
