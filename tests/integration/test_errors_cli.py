@@ -159,3 +159,12 @@ def test_a_resume_folder_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys):
     (tmp_path / "notckpt").mkdir()
     expect_error(capsys, ["sft", *SHORT, f"data.train={sft_file(tmp_path)}", f"train.resume={tmp_path / 'notckpt'}",
                           f"train.output_dir={tmp_path / 'run'}"], "training_state.pt")
+
+
+def test_rejection_sampling_that_keeps_nothing_is_one_line(tmp_path, capsys):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n{"prompt": "yo"}\n')
+    expect_error(capsys, ["rejection-sampling", "model=tiny", "reward=length", f"prompts={prompts}", "sampling.n=2",
+                          "sampling.max_new_tokens=4", "sampling.only_finished=false", "threshold=1e9",
+                          f"output_dir={tmp_path / 'run'}"],
+                 f"prompts: {prompts}: no usable responses to fine-tune on (no response was kept")
