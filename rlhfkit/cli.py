@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.quiet)
     try:
         return int(args.func(args) or 0)
-    except RlhfkitError as err:  # everything the user can fix: one line, exit 2 (rlhfkit/errors.py)
-        return error_exit(args.command, err)
-    except FileNotFoundError as err:  # a path the user gave, found missing inside a library (torch, ...)
+    except (RlhfkitError, FileNotFoundError) as err:
+        # everything the user can fix (rlhfkit/errors.py), and a path the user gave that a library
+        # (torch, datasets) found missing: one line, exit 2
         return error_exit(args.command, err)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
