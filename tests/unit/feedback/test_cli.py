@@ -86,7 +86,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     code, _, err = run(capsys, "import", "p", str(deep), "--db", db)
     assert code == 2 and "nested too deeply" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "create-project", "q", "--task", "score", "--db", db, "--gold-rate", "inf")
-    assert code == 2 and err.startswith("error: gold_rate:")
+    assert code == 2 and err.startswith("rlhfkit studio: error: gold_rate:")
 
 
 def test_create_with_a_bad_file_leaves_nothing_and_projects_archive_and_delete(tmp_path, capsys):
