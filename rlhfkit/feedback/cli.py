@@ -214,17 +214,19 @@ def cmd_export(args) -> int:
 
 
 def cmd_import_labelstudio(args) -> int:
-    from rlhfkit.feedback.interop import import_labelstudio
+    from rlhfkit.feedback.interop import import_labelstudio, read_emails
 
-    items, labels = import_labelstudio(_open(args), args.project, args.file)
+    emails = read_emails(args.emails) if args.emails else None
+    items, labels = import_labelstudio(_open(args), args.project, args.file, emails, args.ground_truth)
     print(f"imported {items} items and {labels} labels from {args.file}")
     return 0
 
 
 def cmd_export_labelstudio(args) -> int:
-    from rlhfkit.feedback.interop import export_labelstudio
+    from rlhfkit.feedback.interop import export_labelstudio, read_emails
 
-    n = export_labelstudio(_open(args), args.project, args.out, args.config)
+    emails = read_emails(args.emails) if args.emails else None
+    n = export_labelstudio(_open(args), args.project, args.out, args.config, emails)
     print(f"wrote {n} Label Studio tasks to {args.out}" + (f" (config: {args.config})" if args.config else ""))
     return 0
 
@@ -297,6 +299,33 @@ def _register_server_and_projects(sub, db) -> None:
     p.add_argument("--yes", action="store_true", help="confirm the deletion")
 
 
+_EMAILS_HELP = "JSON file {studio annotator name: Label Studio member email}"
+
+
+def _register_interchange(sub, db) -> None:
+    """``import-`` / ``export-labelstudio`` and ``import-`` / ``export-argilla``."""
+    for fmt, imp, exp in (("labelstudio", cmd_import_labelstudio, cmd_export_labelstudio),
+                          ("argilla", cmd_import_argilla, cmd_export_argilla)):
+        p = _add(sub, f"import-{fmt}", imp, f"import a {fmt} JSON export (items and labels)", db)
+        p.add_argument("project", help="project name or id (its task type decides the shape)")
+        p.add_argument("file", help="JSON file" + (" (Label Studio's JSON or JSON_MIN export)"
+                                                   if fmt == "labelstudio" else ""))
+        if fmt == "labelstudio":
+            p.add_argument("--emails", default=None, help=_EMAILS_HELP + "; those emails come back "
+                           "as the studio names")
+            p.add_argument("--ground-truth", default="vote", choices=["vote", "gold"],
+                           help="Label Studio's ground-truth flag: 'vote' keeps the flagged "
+                                "annotation as a normal vote; 'gold' makes it the item's gold "
+                                "answer (the item becomes a gold item) instead of a vote")
+        p = _add(sub, f"export-{fmt}", exp, f"export the project as {fmt} JSON", db)
+        p.add_argument("project", help="project name or id")
+        p.add_argument("--out", required=True, help="output JSON file")
+        if fmt == "labelstudio":
+            p.add_argument("--config", default=None, help="also write the labelling config (XML) here")
+            p.add_argument("--emails", default=None, help=_EMAILS_HELP + "; the labels of annotators "
+                           "it names become their annotations, all others predictions 'rlhfkit:<name>'")
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``studio`` and its sub-commands to an ``argparse`` sub-parser collection."""
     studio = subparsers.add_parser(
@@ -351,16 +380,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--min-labels", type=int, default=1, help="skip items with fewer labels")
     p.add_argument("--as-pairs", action="store_true", help="ranking: expand into preference pairs")
 
-    for fmt, imp, exp in (("labelstudio", cmd_import_labelstudio, cmd_export_labelstudio),
-                          ("argilla", cmd_import_argilla, cmd_export_argilla)):
-        p = _add(sub, f"import-{fmt}", imp, f"import a {fmt} JSON export (items and labels)", db)
-        p.add_argument("project", help="project name or id (its task type decides the shape)")
-        p.add_argument("file", help="JSON file")
-        p = _add(sub, f"export-{fmt}", exp, f"export the project as {fmt} JSON", db)
-        p.add_argument("project", help="project name or id")
-        p.add_argument("--out", required=True, help="output JSON file")
-        if fmt == "labelstudio":
-            p.add_argument("--config", default=None, help="also write the labelling config (XML) here")
+    _register_interchange(sub, db)
     return studio
 
 

@@ -43,15 +43,18 @@ critique   prompt, response                            critique: text
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
 
 from rlhfkit.data.records import DataError, as_conversation
 from rlhfkit.feedback import tasks
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.export import write_json_atomic
 from rlhfkit.feedback.ingest import prompt_to_json
-from rlhfkit.feedback.models import Item
+from rlhfkit.feedback.models import Item, Label
 from rlhfkit.feedback.report import load_project
 from rlhfkit.feedback.service import find_project, get_or_create_annotator, record_label
 
@@ -102,28 +105,69 @@ def _load_json(path: str | Path) -> Any:
         raise DataError(f"{path}:{err.lineno}", "json", err.msg) from None
 
 
-def _store(db: Database, project_ref: Any, parsed: list) -> tuple[int, int]:
-    """parsed = [(prompt, candidates, gold, source, [(annotator, value, display_choice)])]."""
+@dataclass
+class ImportedItem:
+    """One item read from an interchange file, ready to store."""
+
+    prompt: tuple
+    candidates: list
+    gold: dict | None
+    where: str  # file:[i], for messages
+    answers: list  # [(annotator name, value, display choice or None)], at most one per annotator
+    key: str | None = None  # its id in the source tool: an item with this key is stored once
+
+
+def _stored_gold(task_type: str, gold: Any, n: int, where: str, fieldname: str) -> dict:
+    """A gold answer in the studio's stored form ({"preferred"} / {"ranking"} / {"score"}), checked."""
+    try:
+        raw = gold.get("preferred", gold.get("ranking", gold.get("score"))) if isinstance(gold, dict) else gold
+        return tasks.parse_gold(task_type, raw, n)
+    except ValueError as err:
+        raise DataError(where, fieldname, str(err).split(": ", 1)[-1]) from None
+
+
+def _item_for(s, project, it: ImportedItem) -> tuple[Item, bool]:
+    """(the stored item with ``it.key``, checked to hold the same prompt and candidates, or a new one;
+    whether it is new)."""
+    prompt_json, cands_json = prompt_to_json(it.prompt), json.dumps(it.candidates, ensure_ascii=False)
+    if it.key is not None:
+        old = s.execute(select(Item).where(Item.project_id == project.id, Item.source == it.key)
+                        .order_by(Item.id)).scalars().first()
+        if old is not None:
+            if (old.prompt_json, old.candidates_json) != (prompt_json, cands_json):
+                raise DataError(it.where, "id", f"{it.key} was imported into this project before with another "
+                                                "prompt or responses (from another Label Studio project?); "
+                                                "import this file into a new studio project")
+            return old, False
+    item = Item(project_id=project.id, prompt_json=prompt_json, candidates_json=cands_json,
+                is_gold=it.gold is not None, gold_json=None if it.gold is None else json.dumps(it.gold),
+                source=(it.key or it.where)[:500])
+    s.add(item)
+    s.flush()
+    return item, True
+
+
+def _store(db: Database, project_ref: Any, parsed: list[ImportedItem]) -> tuple[int, int]:
+    """Store items and labels in one transaction; returns (items, labels) added. An item imported
+    before (same key) gets only the labels of annotators it has none from, so importing the same
+    file twice adds nothing."""
     n_items = n_labels = 0
     with db.transaction() as s:
         project = find_project(s, project_ref)
         lo, hi = tasks.candidates_needed(project.task_type)
-        for prompt, cands, gold, source, answers in parsed:
-            if not lo <= len(cands) <= hi:
-                raise DataError(source, "candidates", f"{project.task_type} items need {lo}..{hi} "
-                                                      f"candidates, got {len(cands)}")
-            item = Item(project_id=project.id, prompt_json=prompt_to_json(prompt),
-                        candidates_json=json.dumps(cands, ensure_ascii=False), is_gold=gold is not None,
-                        gold_json=None if gold is None else json.dumps(gold), source=source[:500])
-            s.add(item)
-            s.flush()
-            n_items += 1
-            seen = set()
-            for name, value, shown in answers:
-                if name in seen:
-                    raise DataError(source, "annotations", f"two answers from {name!r}")
-                seen.add(name)
-                record_label(s, project, item, get_or_create_annotator(s, name), value, shown)
+        for it in parsed:
+            if not lo <= len(it.candidates) <= hi:
+                raise DataError(it.where, "candidates", f"{project.task_type} items need {lo}..{hi} "
+                                                        f"candidates, got {len(it.candidates)}")
+            item, created = _item_for(s, project, it)
+            n_items += created
+            labelled = set(s.execute(select(Label.annotator_id).where(Label.item_id == item.id)).scalars())
+            for name, value, shown in it.answers:
+                annotator = get_or_create_annotator(s, name)
+                if annotator.id in labelled:
+                    continue
+                labelled.add(annotator.id)
+                record_label(s, project, item, annotator, value, shown)
                 n_labels += 1
     return n_items, n_labels
 
@@ -133,16 +177,53 @@ def _task_type(db: Database, project_ref: Any) -> str:
         return find_project(s, project_ref).task_type
 
 
+def read_emails(path: str | Path) -> dict[str, str]:
+    """A JSON object ``{studio annotator name: Label Studio member email}``, checked."""
+    doc = _load_json(path)
+    if not isinstance(doc, dict):
+        raise DataError(str(path), "json", "expected an object {annotator name: email}")
+    for name, email in doc.items():
+        if not isinstance(email, str) or "@" not in email:
+            raise DataError(str(path), name, f"expected an email address, got {email!r}")
+    if len(set(doc.values())) != len(doc):
+        raise DataError(str(path), "json", "two annotators have the same email")
+    return dict(doc)
+
+
 # --------------------------------------------------------------------------------------------------
 # Label Studio
 # --------------------------------------------------------------------------------------------------
 
+LS_PREDICTION_PREFIX = "rlhfkit:"  # model_version of a studio label exported as a prediction
+LS_GROUND_TRUTH = ("vote", "gold")  # what Label Studio's ground-truth flag means on import
+_LS_PAIR_FIELDS = (("answer1", "answer2"), ("pairText1", "pairText2"))
+_LS_ROW_KEYS = frozenset({"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time",
+                          "agreement", "history", "was_cancelled", "ground_truth"})  # JSON_MIN, not data
+_LS_MIN_TYPES = {"selected": "pairwise", "rating": "rating", "ranker": "ranker", "choices": "choices",
+                 "text": "textarea"}  # JSON_MIN value key -> result type
+_LS_MIN_STRINGS = {"preference": "choices", "reason": "textarea", "critique": "textarea"}
+_LS_FORMATS = ("a Label Studio JSON export (a list of tasks with 'data' and 'annotations') or a JSON_MIN "
+               "export (a list of flat rows, one per annotation)")
+_LS_ACCEPTED = {
+    "pairwise": "data {prompt or messages, answer1, answer2} (rlhfkit's config, the 'Human Preference "
+                "collection for RLHF' template) or {prompt, pairText1, pairText2} (the 'Pairwise "
+                "classification' template) answered by Choices answer1|answer2|tie or Pairwise left|right",
+    "ranking": "data {prompt, candidates: [{id, title, body}]} answered by a Ranker without buckets "
+               "({ranker: {<Ranker name>: [ids best first]}})",
+    "score": f"data {{prompt, response}} answered by a Rating 1..{tasks.SCORE_MAX}",
+    "critique": "data {prompt, response} answered by a TextArea",
+}
+
+
 def labelstudio_config(task_type: str) -> str:
     """The Label Studio labelling config (XML) matching :func:`export_labelstudio`'s tasks."""
     head = '<View>\n  <Text name="prompt" value="$prompt"/>\n'
-    if task_type == "pairwise":
-        body = ('  <Text name="answer1" value="$answer1"/>\n  <Text name="answer2" value="$answer2"/>\n'
-                '  <Choices name="preference" toName="prompt" choice="single-radio" required="true">\n'
+    if task_type == "pairwise":  # answer1 on the left, answer2 on the right, as the Pairwise tag shows them
+        body = ('  <View style="display: flex; gap: 1em">\n'
+                '    <View style="flex: 1"><Text name="answer1" value="$answer1"/></View>\n'
+                '    <View style="flex: 1"><Text name="answer2" value="$answer2"/></View>\n  </View>\n'
+                '  <Choices name="preference" toName="prompt" choice="single-radio" required="true" '
+                'showInline="true">\n'
                 '    <Choice value="answer1"/>\n    <Choice value="answer2"/>\n'
                 '    <Choice value="tie"/>\n  </Choices>\n'
                 '  <TextArea name="reason" toName="prompt" maxSubmissions="1"/>\n')
@@ -161,6 +242,7 @@ def labelstudio_config(task_type: str) -> str:
 
 
 def _ls_result(task_type: str, value: dict) -> list[dict]:
+    """A studio label as the result Label Studio's own UI stores for :func:`labelstudio_config`."""
     if task_type == "pairwise":
         choice = {0: "answer1", 1: "answer2", "tie": "tie"}[value["preferred"]]
         res = [{"from_name": "preference", "to_name": "prompt", "type": "choices",
@@ -169,9 +251,9 @@ def _ls_result(task_type: str, value: dict) -> list[dict]:
             res.append({"from_name": "reason", "to_name": "prompt", "type": "textarea",
                         "value": {"text": [value["reason"]]}})
         return res
-    if task_type == "ranking":
+    if task_type == "ranking":  # a Ranker without buckets keys its order by the Ranker's own name
         return [{"from_name": "rank", "to_name": "candidates", "type": "ranker",
-                 "value": {"ranker": {"candidates": [f"c{i}" for i in value["ranking"]]}}}]
+                 "value": {"ranker": {"rank": [f"c{i}" for i in value["ranking"]]}}}]
     if task_type == "score":
         return [{"from_name": "score", "to_name": "response", "type": "rating",
                  "value": {"rating": value["score"]}}]
@@ -192,8 +274,27 @@ def _ls_data(task_type: str, item) -> dict:
     return data
 
 
-def to_labelstudio(db: Database, project_ref: Any) -> list[dict]:
-    """The project's items and labels as Label Studio tasks."""
+def _ls_labels(task_type: str, labels: list, emails: dict) -> tuple[list, list]:
+    """(annotations by the members ``emails`` names, predictions for every other label)."""
+    annotations, predictions = [], []
+    for lab in labels:
+        result = _ls_result(task_type, lab.value)
+        if lab.annotator in emails:
+            annotations.append({"result": result, "completed_by": {"email": emails[lab.annotator]},
+                                "ground_truth": False, "was_cancelled": False})
+        else:
+            predictions.append({"result": result, "model_version": LS_PREDICTION_PREFIX + lab.annotator})
+    return annotations, predictions
+
+
+def to_labelstudio(db: Database, project_ref: Any, emails: dict[str, str] | None = None) -> list[dict]:
+    """The project as Label Studio tasks that a real Label Studio imports.
+
+    Label Studio takes annotations only from members of its organisation, so a label becomes an
+    annotation only when ``emails`` maps its annotator to a member's email; every other label is
+    a prediction with model_version ``rlhfkit:<annotator>``. No annotator is invented: a gold
+    answer travels in ``meta.rlhfkit.gold``, never as somebody's annotation.
+    """
     info, items, labels = load_project(db, project_ref)
     task_type = info["task_type"]
     by_item: dict = {}
@@ -201,118 +302,307 @@ def to_labelstudio(db: Database, project_ref: Any) -> list[dict]:
         by_item.setdefault(lab.item_id, []).append(lab)
     out = []
     for item in items:
-        anns = [{"result": _ls_result(task_type, lab.value), "completed_by": {"email": lab.annotator},
-                 "ground_truth": False, "was_cancelled": False}
-                for lab in by_item.get(item.item_id, [])]
+        annotations, predictions = _ls_labels(task_type, by_item.get(item.item_id, []), emails or {})
+        meta = {"project": info["name"], "item_id": item.item_id, "source": item.source}
         if item.gold is not None:
-            anns.append({"result": _ls_result(task_type, item.gold), "completed_by": {"email": "gold"},
-                         "ground_truth": True, "was_cancelled": False})
-        out.append({"id": item.item_id, "data": _ls_data(task_type, item), "annotations": anns,
-                    "meta": {"project": info["name"], "source": item.source}})
+            meta["gold"] = item.gold
+        out.append({"id": item.item_id, "data": _ls_data(task_type, item), "annotations": annotations,
+                    "predictions": predictions, "meta": {"rlhfkit": meta}})
     return out
 
 
-def _ls_who(ann: dict) -> str:
-    who = ann.get("completed_by")
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("username") or who.get("id")
-    return str(who) if who not in (None, "") else "labelstudio"
+# ---- reading Label Studio exports ----------------------------------------------------------------
+
+def _ls_min_result(key: str, value: Any) -> list[dict] | None:
+    """A JSON_MIN column as result entries, or None when it is a data field."""
+    if isinstance(value, str) and key in _LS_MIN_STRINGS:  # one choice / one text is flattened
+        kind = _LS_MIN_STRINGS[key]
+        return [{"from_name": key, "type": kind, "value": {"choices" if kind == "choices" else "text": [value]}}]
+    values = value if isinstance(value, list) else [value]
+    kinds = [next((t for k, t in _LS_MIN_TYPES.items() if isinstance(v, dict) and k in v), None) for v in values]
+    if not values or None in kinds:
+        return None
+    return [{"from_name": key, "type": t, "value": v} for t, v in zip(kinds, values)]
 
 
-def _ls_value(task_type: str, result: list, cands: list, where: str) -> tuple[dict, str | None] | None:
+def _ls_from_json_min(rows: list, name: str) -> list[tuple[str, dict]]:
+    """JSON_MIN rows (task data, one column per control, ``annotator``...) -> (where, JSON task)."""
+    grouped: dict = {}
+    for i, row in enumerate(rows):
+        data, result = {}, []
+        for key, value in row.items():
+            if key not in _LS_ROW_KEYS:
+                entries = _ls_min_result(key, value)
+                if entries is None:
+                    data[key] = value
+                else:
+                    result.extend(entries)
+        tid = row.get("id")
+        where, task = grouped.setdefault(tid if tid is not None else ("row", i),
+                                         (f"{name}:[{i}]", {"id": tid, "data": data, "annotations": []}))
+        if result or row.get("annotation_id") is not None:
+            task["annotations"].append({"result": result, "completed_by": row.get("annotator"),
+                                        "created_at": row.get("created_at"),
+                                        "updated_at": row.get("updated_at")})
+    return list(grouped.values())
+
+
+def _ls_tasks(doc: Any, name: str) -> list[tuple[str, dict]]:
+    """(where, task) for a JSON export, or a JSON_MIN export turned into JSON tasks."""
+    if not isinstance(doc, list) or not all(isinstance(t, dict) for t in doc):
+        raise DataError(name, "json", f"expected {_LS_FORMATS}")
+    has_data = [("data" in t) for t in doc]
+    if all(has_data):
+        for i, task in enumerate(doc):
+            if not isinstance(task["data"], dict):
+                raise DataError(f"{name}:[{i}]", "data", "expected an object")
+        return [(f"{name}:[{i}]", t) for i, t in enumerate(doc)]
+    if any(has_data):
+        i = has_data.index(not has_data[0])
+        raise DataError(f"{name}:[{i}]", "data", f"mixes JSON tasks and JSON_MIN rows; expected {_LS_FORMATS}")
+    return _ls_from_json_min(doc, name)
+
+
+def _ls_people(tasks_json: list) -> dict[int, str]:
+    """Label Studio user id -> email, from every expanded ``completed_by`` ({id, email}) in the export."""
+    people = {}
+    for _where, task in tasks_json:
+        for ann in task.get("annotations") or []:
+            who = ann.get("completed_by") if isinstance(ann, dict) else None
+            if isinstance(who, dict) and isinstance(who.get("id"), int) and who.get("email"):
+                people[who["id"]] = str(who["email"])
+    return people
+
+
+def _ls_namer(people: dict[int, str], emails: dict[str, str] | None):
+    """completed_by (an id, an email or {id, email}) -> studio annotator name: the name ``emails``
+    gives the email, else the email, else ``labelstudio user <id>`` for an id the export never expands."""
+    names = {email: name for name, email in (emails or {}).items()}
+
+    def who_of(completed_by: Any) -> str:
+        if isinstance(completed_by, dict):
+            completed_by = completed_by.get("email") or completed_by.get("id")
+        if isinstance(completed_by, int) and not isinstance(completed_by, bool):
+            completed_by = people.get(completed_by, f"labelstudio user {completed_by}")
+        who = str(completed_by) if completed_by not in (None, "") else "labelstudio"
+        return names.get(who, who)
+
+    return who_of
+
+
+def _ls_by_type(result: Any, where: str) -> dict[str, list[dict]]:
+    if not isinstance(result, list):
+        raise DataError(where, "result", "expected a list")
     by_type: dict = {}
     for r in result:
-        if isinstance(r, dict):
-            by_type.setdefault(r.get("type"), r.get("value") or {})
-    if task_type == "pairwise":
-        if "choices" in by_type:
-            choice = (by_type["choices"].get("choices") or [None])[0]
-        elif "pairwise" in by_type:
-            choice = {"left": "answer1", "right": "answer2"}.get(by_type["pairwise"].get("selected"))
-        else:
-            return None
-        pref = {"answer1": 0, "answer2": 1, "tie": "tie"}.get(choice)
+        if isinstance(r, dict) and isinstance(r.get("value"), dict):
+            by_type.setdefault(str(r.get("type", "")).lower(), []).append(r)
+    return by_type
+
+
+def _ls_named(results: list[dict], name: str) -> dict:
+    """The result from the control called ``name`` (rlhfkit's config), else the first one."""
+    return next((r for r in results if r.get("from_name") == name), results[0])
+
+
+def _ls_text(results: list[dict], where: str, fieldname: str) -> str:
+    """Every entry of every TextArea result, in order, joined by blank lines."""
+    parts = []
+    for r in results:
+        text = r["value"].get("text")
+        for t in [text] if isinstance(text, str) else text if isinstance(text, list) else [None]:
+            parts.append(_text(t, where, fieldname).strip())
+    return "\n\n".join(p for p in parts if p)
+
+
+def _ls_pairwise(res: dict, ids: list, where: str) -> tuple[dict, str] | None:
+    if "pairwise" in res:
+        selected = res["pairwise"][0]["value"].get("selected")
+        if selected not in ("left", "right"):
+            raise DataError(where, "result.selected", f"expected left or right, got {selected!r}")
+        pref, shown = (0 if selected == "left" else 1), selected
+    elif "choices" in res:
+        choice = (_ls_named(res["choices"], "preference")["value"].get("choices") or [None])[0]
+        pref = {"answer1": 0, "answer2": 1, "tie": "tie"}.get(choice) if isinstance(choice, str) else None
         if pref is None:
             raise DataError(where, "result.choices", f"expected answer1, answer2 or tie, got {choice!r}")
-        reason = (by_type.get("textarea", {}).get("text") or [""])[0]
-        return {"preferred": pref, "reason": _text(reason, where, "result.reason")[:tasks.MAX_REASON]}, None
-    if task_type == "ranking":
-        if "ranker" not in by_type:
-            return None
-        ranked = list((by_type["ranker"].get("ranker") or {}).values())
-        ids = ranked[0] if ranked else []
-        index = {f"c{i}": i for i in range(len(cands))}
-        try:
-            order = [index[x] for x in ids]
-        except (KeyError, TypeError):
-            raise DataError(where, "result.ranker", f"unknown candidate ids {ids!r}") from None
-        if sorted(order) != list(range(len(cands))):
-            raise DataError(where, "result.ranker", "must rank every candidate exactly once")
-        return {"ranking": order}, None
-    if task_type == "score":
-        if "rating" not in by_type:
-            return None
-        r = by_type["rating"].get("rating")
-        if not isinstance(r, int) or isinstance(r, bool) or not tasks.SCORE_MIN <= r <= tasks.SCORE_MAX:
-            raise DataError(where, "result.rating", f"expected {tasks.SCORE_MIN}..{tasks.SCORE_MAX}, got {r!r}")
-        return {"score": r}, None
-    if "textarea" not in by_type:
+        shown = {0: "left", 1: "right", "tie": "tie"}[pref]  # answer1 is shown on the left
+    else:
         return None
-    text = _text((by_type["textarea"].get("text") or [""])[0], where, "result.text").strip()
+    reason = _ls_text(res.get("textarea", []), where, "result.reason")
+    return {"preferred": pref, "reason": reason[:tasks.MAX_REASON]}, shown
+
+
+def _ls_ranking(res: dict, ids: list, where: str) -> tuple[dict, None] | None:
+    if "ranker" not in res:
+        return None
+    r = res["ranker"][0]
+    lists = r["value"].get("ranker")
+    if not isinstance(lists, dict) or not lists:
+        raise DataError(where, "result.ranker", "expected {<Ranker name>: [candidate ids]}")
+    key = r.get("from_name") if r.get("from_name") in lists else next(iter(lists)) if len(lists) == 1 else None
+    if key is None:
+        raise DataError(where, "result.ranker", f"buckets {sorted(lists)} are not one full ranking; "
+                                                "use a Ranker without Bucket tags")
+    index = {cid: i for i, cid in enumerate(ids)}
+    ranked = lists[key]
+    if not isinstance(ranked, list) or not all(isinstance(x, str) and x in index for x in ranked):
+        raise DataError(where, "result.ranker", f"unknown candidate ids {ranked!r}")
+    order = [index[x] for x in ranked]
+    if sorted(order) != list(range(len(ids))):
+        raise DataError(where, "result.ranker", "must rank every candidate exactly once")
+    return {"ranking": order}, None
+
+
+def _ls_score(res: dict, ids: list, where: str) -> tuple[dict, None] | None:
+    if "rating" not in res:
+        return None
+    r = _ls_named(res["rating"], "score")["value"].get("rating")
+    if not isinstance(r, int) or isinstance(r, bool) or not tasks.SCORE_MIN <= r <= tasks.SCORE_MAX:
+        raise DataError(where, "result.rating", f"expected {tasks.SCORE_MIN}..{tasks.SCORE_MAX}, got {r!r}")
+    return {"score": r}, None
+
+
+def _ls_critique(res: dict, ids: list, where: str) -> tuple[dict, None] | None:
+    if "textarea" not in res:
+        return None
+    text = _ls_text(res["textarea"], where, "result.text")
     if not text:
         raise DataError(where, "result.text", "empty critique")
     return {"critique": text[:tasks.MAX_CRITIQUE]}, None
 
 
-def _ls_candidates(task_type: str, data: dict, where: str) -> list:
+_LS_READERS = {"pairwise": _ls_pairwise, "ranking": _ls_ranking, "score": _ls_score,
+               "critique": _ls_critique}
+
+
+def _ls_value(task_type: str, result: Any, ids: list, where: str) -> tuple[dict, str | None] | None:
+    """(studio value, display choice) of one annotation; None for an empty one."""
+    res = _ls_by_type(result, where)
+    if not res:
+        return None
+    got = _LS_READERS[task_type](res, ids, where)
+    if got is None:
+        raise DataError(where, "result", f"no {task_type} answer among result types {sorted(res)}; "
+                                         f"expected {_LS_ACCEPTED[task_type]}")
+    return got
+
+
+def _ls_candidates(task_type: str, data: dict, where: str) -> tuple[list, list]:
+    """(candidate texts, their Label Studio ids: the ranking List's item ids, else [])."""
     if task_type == "pairwise":
-        return [_text(data.get("answer1"), where, "data.answer1"), _text(data.get("answer2"), where, "data.answer2")]
+        for a, b in _LS_PAIR_FIELDS:
+            if a in data or b in data:
+                return [_text(data.get(a), where, f"data.{a}"), _text(data.get(b), where, f"data.{b}")], []
+        raise DataError(where, "data", f"no pair of responses; expected {_LS_ACCEPTED['pairwise']}")
     if task_type == "ranking":
         cands = data.get("candidates")
         if not isinstance(cands, list) or not cands:
-            raise DataError(where, "data.candidates", "expected a list of {id, title, body}")
+            raise DataError(where, "data.candidates", f"expected a list; expected {_LS_ACCEPTED['ranking']}")
+        ids: list = []
         for i, c in enumerate(cands):
-            if not isinstance(c, dict) or c.get("id") != f"c{i}":
-                raise DataError(where, f"data.candidates[{i}].id", f"expected 'c{i}'")
-        return [_text(c.get("body"), where, f"data.candidates[{i}].body") for i, c in enumerate(cands)]
-    return [_text(data.get("response"), where, "data.response")]
+            if not isinstance(c, dict) or not isinstance(c.get("id"), str) or c["id"] in ids:
+                raise DataError(where, f"data.candidates[{i}].id", "expected a string id, unique in the task")
+            ids.append(c["id"])
+        return [_text(c.get("body"), where, f"data.candidates[{i}].body") for i, c in enumerate(cands)], ids
+    if "response" not in data:
+        raise DataError(where, "data.response", f"missing; expected {_LS_ACCEPTED[task_type]}")
+    return [_text(data["response"], where, "data.response")], []
 
 
-def parse_labelstudio(task_type: str, tasks_json: Any, name: str = "labelstudio.json") -> list:
-    if not isinstance(tasks_json, list):
-        raise DataError(name, "json", "expected a list of Label Studio tasks")
-    parsed = []
-    for i, task in enumerate(tasks_json):
-        where = f"{name}:[{i}]"
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise DataError(where, "data", "expected a task object with a 'data' object")
-        data = task["data"]
-        prompt = _read_prompt(data, where)
-        cands = _ls_candidates(task_type, data, where)
-        gold, answers = None, []
-        for j, ann in enumerate(task.get("annotations") or []):
-            if not isinstance(ann, dict) or ann.get("was_cancelled"):
-                continue
-            got = _ls_value(task_type, ann.get("result") or [], cands, f"{where}.annotations[{j}]")
-            if got is None:
-                continue
-            if ann.get("ground_truth"):
-                gold = {k: v for k, v in got[0].items() if k != "reason"} if task_type != "critique" else None
-            else:
-                answers.append((_ls_who(ann), got[0], got[1]))
-        parsed.append((prompt, cands, gold, where, answers))
-    return parsed
+@dataclass(frozen=True)
+class _LSAnswer:
+    who: str
+    value: dict
+    shown: str | None
+    order: tuple  # (updated_at or created_at, position): a person's latest answer wins
+    ground_truth: bool
 
 
-def import_labelstudio(db: Database, project_ref: Any, path: str | Path) -> tuple[int, int]:
-    """Read a Label Studio JSON export into a project; returns (items, labels) added."""
-    parsed = parse_labelstudio(_task_type(db, project_ref), _load_json(path), str(path))
+def _ls_answers(task_type: str, task: dict, ids: list, who_of, where: str) -> list[_LSAnswer]:
+    """Every answer on the task: submitted annotations, and predictions rlhfkit exported for its labels."""
+    out = []
+    for j, ann in enumerate(task.get("annotations") or []):
+        if not isinstance(ann, dict) or ann.get("was_cancelled"):
+            continue
+        got = _ls_value(task_type, ann.get("result") or [], ids, f"{where}.annotations[{j}]")
+        if got is not None:
+            when = str(ann.get("updated_at") or ann.get("created_at") or "")
+            out.append(_LSAnswer(who_of(ann.get("completed_by")), got[0], got[1], (when, j),
+                                 bool(ann.get("ground_truth"))))
+    for j, pred in enumerate(task.get("predictions") or []):
+        version = pred.get("model_version") if isinstance(pred, dict) else None
+        if isinstance(version, str) and version.startswith(LS_PREDICTION_PREFIX):
+            got = _ls_value(task_type, pred.get("result") or [], ids, f"{where}.predictions[{j}]")
+            if got is not None:
+                out.append(_LSAnswer(version[len(LS_PREDICTION_PREFIX):], got[0], got[1], ("", j), False))
+    return out
+
+
+def _ls_latest(answers: list[_LSAnswer]) -> list[_LSAnswer]:
+    """One answer per person: the latest (several annotations by one user on one task are normal)."""
+    best: dict = {}
+    for a in answers:
+        if a.who not in best or a.order >= best[a.who].order:
+            best[a.who] = a
+    return list(best.values())
+
+
+def _ls_gold(task_type: str, task: dict, answers: list[_LSAnswer], n: int, ground_truth: str,
+             where: str) -> tuple[dict | None, list[_LSAnswer]]:
+    """(gold answer, the answers that stay votes). ``meta.rlhfkit.gold`` is rlhfkit's own gold answer;
+    Label Studio's ground-truth flag is a vote unless ``ground_truth="gold"``, which makes the
+    flagged answer the item's gold answer instead of a vote."""
+    meta = task.get("meta")
+    ours = meta.get("rlhfkit") if isinstance(meta, dict) else None
+    gold = ours.get("gold") if isinstance(ours, dict) else None
+    if gold is not None:
+        gold = _stored_gold(task_type, gold, n, where, "meta.rlhfkit.gold")
+    flagged = [a for a in answers if a.ground_truth]
+    if ground_truth == "vote" or not flagged:
+        return gold, answers
+    if task_type == "critique":
+        raise DataError(where, "ground_truth", "critique projects have no gold items; import with "
+                                               "ground_truth=vote")
+    best = max(flagged, key=lambda a: a.order)
+    gold = {k: v for k, v in best.value.items() if k != "reason"}
+    return gold, [a for a in answers if not a.ground_truth]
+
+
+def _ls_item(task_type: str, task: dict, who_of, ground_truth: str, where: str) -> ImportedItem:
+    data = task["data"]
+    if "prompt" not in data and "messages" not in data:
+        raise DataError(where, "data.prompt", f"missing; expected {_LS_ACCEPTED[task_type]}")
+    prompt = _read_prompt(data, where)
+    cands, ids = _ls_candidates(task_type, data, where)
+    answers = _ls_latest(_ls_answers(task_type, task, ids, who_of, where))
+    gold, votes = _ls_gold(task_type, task, answers, len(cands), ground_truth, where)
+    tid = task.get("id")
+    key = f"labelstudio task {tid}" if isinstance(tid, (int, str)) and not isinstance(tid, bool) else None
+    return ImportedItem(prompt, cands, gold, where, [(a.who, a.value, a.shown) for a in votes], key)
+
+
+def parse_labelstudio(task_type: str, doc: Any, name: str = "labelstudio.json",
+                      emails: dict[str, str] | None = None, ground_truth: str = "vote") -> list[ImportedItem]:
+    """A Label Studio JSON or JSON_MIN export -> items; ``emails`` ({name: email}) names annotators."""
+    if ground_truth not in LS_GROUND_TRUTH:
+        raise ValueError(f"ground_truth: expected one of {LS_GROUND_TRUTH}, got {ground_truth!r}")
+    tasks_json = _ls_tasks(doc, name)
+    who_of = _ls_namer(_ls_people(tasks_json), emails)
+    return [_ls_item(task_type, task, who_of, ground_truth, where) for where, task in tasks_json]
+
+
+def import_labelstudio(db: Database, project_ref: Any, path: str | Path, emails: dict[str, str] | None = None,
+                       ground_truth: str = "vote") -> tuple[int, int]:
+    """Read a Label Studio JSON / JSON_MIN export into a project; returns (items, labels) added.
+    A task imported before (same Label Studio task id) is not added again."""
+    parsed = parse_labelstudio(_task_type(db, project_ref), _load_json(path), str(path), emails, ground_truth)
     return _store(db, project_ref, parsed)
 
 
 def export_labelstudio(db: Database, project_ref: Any, path: str | Path,
-                       config_path: str | Path | None = None) -> int:
-    data = to_labelstudio(db, project_ref)
+                       config_path: str | Path | None = None, emails: dict[str, str] | None = None) -> int:
+    data = to_labelstudio(db, project_ref, emails)
     write_json_atomic(path, json.dumps(data, ensure_ascii=False, indent=1))
     if config_path:
         write_json_atomic(config_path, labelstudio_config(_task_type(db, project_ref)))
@@ -442,7 +732,7 @@ def _ar_value(task_type: str, answer: dict, k: int, where: str) -> dict | None:
     return {"critique": text[:tasks.MAX_CRITIQUE]} if text else None
 
 
-def parse_argilla(task_type: str, doc: Any, name: str = "argilla.json") -> list:
+def parse_argilla(task_type: str, doc: Any, name: str = "argilla.json") -> list[ImportedItem]:
     records = doc.get("records") if isinstance(doc, dict) else doc
     if not isinstance(records, list):
         raise DataError(name, "records", "expected a list of Argilla records")
@@ -462,18 +752,13 @@ def parse_argilla(task_type: str, doc: Any, name: str = "argilla.json") -> list:
             cands = [_text(f.get("response"), where, "fields.response")]
         gold = None
         if meta.get("gold") is not None:
-            g = meta["gold"]
-            try:
-                raw = g.get("preferred", g.get("ranking", g.get("score"))) if isinstance(g, dict) else g
-                gold = tasks.parse_gold(task_type, raw, len(cands))
-            except ValueError as err:
-                raise DataError(where, "metadata.gold", str(err).split(": ", 1)[-1]) from None
+            gold = _stored_gold(task_type, meta["gold"], len(cands), where, "metadata.gold")
         answers = []
         for user, ans in _ar_answers(rec, where).items():
             value = _ar_value(task_type, ans, len(cands), f"{where}.responses[{user}]")
             if value is not None:
                 answers.append((user, value, None))
-        parsed.append((prompt, cands, gold, where, answers))
+        parsed.append(ImportedItem(prompt, cands, gold, where, answers))
     return parsed
 
 
@@ -488,6 +773,6 @@ def export_argilla(db: Database, project_ref: Any, path: str | Path) -> int:
     return len(doc["records"])
 
 
-__all__ = ["labelstudio_config", "to_labelstudio", "parse_labelstudio", "import_labelstudio",
-           "export_labelstudio", "argilla_settings", "to_argilla", "parse_argilla", "import_argilla",
-           "export_argilla"]
+__all__ = ["ImportedItem", "read_emails", "LS_PREDICTION_PREFIX", "LS_GROUND_TRUTH", "labelstudio_config",
+           "to_labelstudio", "parse_labelstudio", "import_labelstudio", "export_labelstudio",
+           "argilla_settings", "to_argilla", "parse_argilla", "import_argilla", "export_argilla"]

@@ -152,7 +152,7 @@ def test_labelstudio_config_and_pairwise_tag_shape(db, tmp_path):
     f.write_text(json.dumps(tasks_json))
     assert interop.import_labelstudio(db, pid, f) == (1, 1)
     (pair,) = export.export_records(db, pid)
-    assert (pair.chosen, pair.meta["annotators"]) == ("y", ["7"])
+    assert (pair.chosen, pair.meta["annotators"]) == ("y", ["labelstudio user 7"])
 
 
 def test_argilla_v1_responses_and_errors(db, tmp_path):
