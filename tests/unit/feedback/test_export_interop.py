@@ -173,3 +173,126 @@ def test_argilla_v1_responses_and_errors(db, tmp_path):
     f.write_text("{broken")
     with pytest.raises(DataError, match="json"):
         interop.import_argilla(db, pid, f)
+
+
+# ------------------------------------------------------------ Label Studio as it really is ----
+
+def _labelled_pairwise(db):
+    """One regular item labelled by alice (prefers the first answer) and an AI judge, one gold item."""
+    pid = service.create_project(db, "lsx", "pairwise", overlap=2, gold_rate=0)
+    recs = [parse_record({"prompt": "q", "responses": ["x", "y"]}, "t:1"),
+            parse_record({"prompt": "g", "responses": ["u", "v"], "gold": 1}, "t:2")]
+    service.add_items(db, pid, items_for_task("pairwise", recs))
+    for name in ("alice", "judge"):
+        aid = service.add_annotator(db, name)[0]
+        view = service.next_task(db, pid, aid)
+        service.submit_label(db, view.assignment_id, aid, {"choice": "A" if view.shown[0] == "x" else "B"})
+    return pid
+
+
+def test_labelstudio_export_invents_no_annotator(db):
+    pid = _labelled_pairwise(db)
+    plain = interop.to_labelstudio(db, pid)
+    assert [t["annotations"] for t in plain] == [[], []]  # Label Studio knows none of these people
+    assert [p["model_version"] for p in plain[0]["predictions"]] == ["rlhfkit:alice", "rlhfkit:judge"]
+    mapped = interop.to_labelstudio(db, pid, emails={"alice": "alice@example.com"})
+    (ann,) = mapped[0]["annotations"]
+    assert ann["completed_by"] == {"email": "alice@example.com"} and ann["ground_truth"] is False
+    assert ann["result"][0]["value"] == {"choices": ["answer1"]}
+    assert [p["model_version"] for p in mapped[0]["predictions"]] == ["rlhfkit:judge"]
+    gold = mapped[1]  # the gold answer is task metadata, not somebody's annotation
+    assert (gold["annotations"], gold["predictions"]) == ([], [])
+    assert gold["meta"]["rlhfkit"]["gold"] == {"preferred": 1}
+
+
+def test_labelstudio_ranking_export_has_the_ranker_ui_shape(db):
+    import re
+
+    pid = service.create_project(db, "r", "ranking", overlap=1, gold_rate=0)
+    service.add_items(db, pid, items_for_task("ranking", [parse_record({"prompt": "p", "responses": ["a", "b", "c"]}, "t:1")]))
+    aid = service.add_annotator(db, "alice")[0]
+    view = service.next_task(db, pid, aid)
+    order = ",".join(str(view.shown.index(t) + 1) for t in ("c", "a", "b"))
+    service.submit_label(db, view.assignment_id, aid, {"order": order})
+    (task,) = interop.to_labelstudio(db, pid)
+    (res,) = (task.get("predictions") or task["annotations"])[0]["result"]
+    ranker = re.search(r'<Ranker name="(\w+)" toName="(\w+)"', interop.labelstudio_config("ranking")).groups()
+    assert (res["from_name"], res["to_name"]) == ranker == ("rank", "candidates")
+    assert res["value"] == {"ranker": {"rank": ["c2", "c0", "c1"]}}  # keyed by the Ranker's own name
+
+
+def _ls_file(tmp_path, tasks_json, name="ls.json"):
+    f = tmp_path / name
+    f.write_text(json.dumps(tasks_json))
+    return f
+
+
+def _choice(c):
+    return [{"from_name": "preference", "to_name": "prompt", "type": "choices", "value": {"choices": [c]}}]
+
+
+def test_labelstudio_reimport_adds_only_new_annotators(db, tmp_path):
+    pid = service.create_project(db, "ls", "pairwise", overlap=3, gold_rate=0)
+    task = {"id": 7, "data": {"prompt": "q", "answer1": "x", "answer2": "y"},
+            "annotations": [{"completed_by": 1, "result": _choice("answer2"), "created_at": "2026-01-01T10:00:00Z"},
+                            {"completed_by": 1, "result": _choice("answer1"), "created_at": "2026-01-01T11:00:00Z"}]}
+    f = _ls_file(tmp_path, [task])
+    assert interop.import_labelstudio(db, pid, f) == (1, 1)  # user 1's later answer, not an abort
+    assert export.export_records(db, pid)[0].chosen == "x"
+    task["annotations"].append({"completed_by": 2, "result": _choice("tie")})
+    f = _ls_file(tmp_path, [task])
+    assert interop.import_labelstudio(db, pid, f) == (0, 1)  # the task again: only user 2's label is new
+    assert interop.import_labelstudio(db, pid, f) == (0, 0)
+    task["data"]["answer2"] = "z"  # the same id with other content: another Label Studio project
+    with pytest.raises(DataError, match=r"ls.json:\[0\]: id: labelstudio task 7 was imported .* before"):
+        interop.import_labelstudio(db, pid, _ls_file(tmp_path, [task]))
+
+
+def test_labelstudio_ground_truth_flag_is_a_vote_unless_asked(db, tmp_path):
+    task = {"id": 1, "data": {"prompt": "q", "answer1": "x", "answer2": "y"},
+            "annotations": [{"completed_by": 5, "ground_truth": True, "result": _choice("answer2")},
+                            {"completed_by": 6, "result": _choice("answer2")}]}
+    f = _ls_file(tmp_path, [task])
+    vote = service.create_project(db, "vote", "pairwise", overlap=2, gold_rate=0)
+    assert interop.import_labelstudio(db, vote, f) == (1, 2)
+    (pair,) = export.export_records(db, vote)  # a normal item with both votes, exported by default
+    assert (pair.chosen, pair.meta["votes"]) == ("y", {"0": 0, "1": 2, "tie": 0})
+    gold = service.create_project(db, "gold", "pairwise", overlap=2, gold_rate=0)
+    assert interop.import_labelstudio(db, gold, f, ground_truth="gold") == (1, 1)
+    assert export.export_records(db, gold) == []
+    (item,) = export.export_records(db, gold, include_gold=True)
+    assert item.meta["gold"] and item.meta["annotators"] == ["labelstudio user 6"]
+
+
+def test_labelstudio_critique_entries_positions_and_json_min(db, tmp_path):
+    crit = service.create_project(db, "c", "critique", overlap=1, gold_rate=0)
+    rows = [{"id": 3, "prompt": "p", "response": "r", "critique": {"text": ["one", " two "]},
+             "annotator": "a@x.org", "annotation_id": 9}]
+    assert interop.import_labelstudio(db, crit, _ls_file(tmp_path, rows, "min.json")) == (1, 1)
+    assert export.export_records(db, crit)[0].feedback == "one\n\ntwo"
+    pair = service.create_project(db, "p", "pairwise", overlap=2, gold_rate=0)
+    rows = [{"id": 4, "prompt": "p", "pairText1": "a", "pairText2": "b", "pw": [{"selected": "left"}],
+             "annotator": 2, "annotation_id": 10},
+            {"id": 4, "prompt": "p", "pairText1": "a", "pairText2": "b", "preference": "answer2",
+             "reason": "shorter", "annotator": 3, "annotation_id": 11}]
+    assert interop.import_labelstudio(db, pair, _ls_file(tmp_path, rows, "min.json")) == (1, 2)
+    from rlhfkit.feedback.report import load_project
+
+    labels = sorted((lab.annotator, lab.value["preferred"], lab.display_choice) for lab in load_project(db, pair)[2])
+    assert labels == [("labelstudio user 2", 0, "left"), ("labelstudio user 3", 1, "right")]
+
+
+def test_labelstudio_unreadable_files_name_the_accepted_formats(db, tmp_path):
+    pid = service.create_project(db, "e", "ranking", overlap=1, gold_rate=0)
+    cases = [({"tasks": []}, r"e.json: json: expected a Label Studio JSON export .* JSON_MIN"),
+             ([{"data": {"prompt": "q", "items": []}}], r"e.json:\[0\]: data.candidates: .*Ranker"),
+             ([{"data": {"prompt": "q", "candidates": [{"id": "a", "body": "x"}, {"id": "b", "body": "y"}]},
+                "annotations": [{"result": [{"type": "ranker", "from_name": "rank",
+                                             "value": {"ranker": {"good": ["a"], "bad": ["b"]}}}]}]}],
+              r"annotations\[0\]: result.ranker: buckets \['bad', 'good'\] are not one full ranking"),
+             ([{"data": {"prompt": "q", "candidates": [{"id": "a", "body": "x"}, {"id": "b", "body": "y"}]},
+                "annotations": [{"result": [{"type": "rating", "value": {"rating": 3}}]}]}],
+              r"result: no ranking answer among result types \['rating'\]")]
+    for doc, message in cases:
+        with pytest.raises(DataError, match=message):
+            interop.import_labelstudio(db, pid, _ls_file(tmp_path, doc, "e.json"))
