@@ -214,10 +214,12 @@ def cmd_export(args) -> int:
 
 
 def cmd_import_labelstudio(args) -> int:
-    from rlhfkit.feedback.interop import import_labelstudio, read_emails
+    from rlhfkit.feedback.interop import import_labelstudio, read_emails, read_labelstudio_users
 
     emails = read_emails(args.emails) if args.emails else None
-    items, labels = import_labelstudio(_open(args), args.project, args.file, emails, args.ground_truth)
+    users = read_labelstudio_users(args.users) if args.users else None
+    items, labels = import_labelstudio(_open(args), args.project, args.file, emails=emails, users=users,
+                                       ground_truth=args.ground_truth)
     print(f"imported {items} items and {labels} labels from {args.file}")
     return 0
 
@@ -226,7 +228,7 @@ def cmd_export_labelstudio(args) -> int:
     from rlhfkit.feedback.interop import export_labelstudio, read_emails
 
     emails = read_emails(args.emails) if args.emails else None
-    n = export_labelstudio(_open(args), args.project, args.out, args.config, emails)
+    n = export_labelstudio(_open(args), args.project, args.out, args.config, emails=emails)
     print(f"wrote {n} Label Studio tasks to {args.out}" + (f" (config: {args.config})" if args.config else ""))
     return 0
 
@@ -313,6 +315,8 @@ def _register_interchange(sub, db) -> None:
         if fmt == "labelstudio":
             p.add_argument("--emails", default=None, help=_EMAILS_HELP + "; those emails come back "
                            "as the studio names")
+            p.add_argument("--users", default=None, help="Label Studio's user list (GET /api/users) "
+                           "to name annotators by email when the export gives only user ids")
             p.add_argument("--ground-truth", default="vote", choices=["vote", "gold"],
                            help="Label Studio's ground-truth flag: 'vote' keeps the flagged "
                                 "annotation as a normal vote; 'gold' makes it the item's gold "

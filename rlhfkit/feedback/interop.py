@@ -1,24 +1,36 @@
 """Import and export Label Studio and Argilla JSON, for the four studio task types.
 
-Label Studio (a JSON list of tasks, ``{"id", "data", "annotations": [{"result": [...],
-"completed_by", "ground_truth"}]}``); :func:`labelstudio_config` gives the matching labelling
-config. Supported shapes:
+Label Studio (checked against Label Studio 1.23.2's own exports in tests/fixtures/label_studio/).
+Reads its JSON export (a list of tasks ``{"id", "data", "annotations": [{"result": [...],
+"completed_by", "ground_truth", "was_cancelled", "created_at", "updated_at"}], "meta"}``) and its
+JSON_MIN export (one flat row per annotation: the task's data fields, its ``id``, one column per
+control, ``annotator``); :func:`labelstudio_config` gives the labelling config rlhfkit exports for.
 
 =========  ============================================  =========================================
 task       ``data``                                      ``result`` entries (type: value)
 =========  ============================================  =========================================
-pairwise   prompt, answer1, answer2                      choices: {"choices": ["answer1"|"answer2"|
-                                                         "tie"]} (from_name "preference"), textarea
-                                                         "reason"; also the Pairwise tag's
-                                                         pairwise: {"selected": "left"|"right"}
-ranking    prompt, candidates = [{"id", "title",         ranker: {"ranker": {<list name>: [ids
-           "body"}]                                      best first]}} (List + Ranker tags)
+pairwise   prompt (or messages), answer1, answer2        choices: {"choices": ["answer1"|"answer2"|
+           (rlhfkit; "Human Preference collection for    "tie"]} (from_name "preference"), textarea
+           RLHF" template) or pairText1, pairText2       "reason"; or the Pairwise tag's
+           ("Pairwise classification" template)          pairwise: {"selected": "left"|"right"}
+ranking    prompt, candidates = [{"id", "title",         ranker: {"ranker": {<Ranker name>: [ids
+           "body"}]                                      best first]}} (List + Ranker, no buckets)
 score      prompt, response                              rating: {"rating": 1..7}
-critique   prompt, response                              textarea: {"text": ["..."]}
+critique   prompt, response                              textarea: {"text": ["...", ...]} (every
+                                                         entry kept, joined by blank lines)
 =========  ============================================  =========================================
 
-An annotation with ``ground_truth: true`` is the item's gold answer. ``completed_by`` may be a
-number, a string or an object with ``email`` / ``username`` / ``id``; it names the annotator.
+Identity: a task's Label Studio id is kept (``Item.source = "labelstudio task <id>"``), so
+importing a file again adds only labels from annotators the item has none from. ``completed_by``
+(a user id, an email or ``{id, email}``) names the annotator by email where the export (or a user
+list) has one, else ``labelstudio user <id>``; several annotations by one user on one task count
+as their latest. Answer1 / left is recorded as shown on the left (position bias). Label Studio's
+``ground_truth`` flag leaves the annotation a vote unless the import asks for ``ground_truth="gold"``.
+
+Export: Label Studio accepts annotations only from members of its organisation, so a label is an
+annotation only for annotators mapped to a member's email (``emails``); other labels are
+predictions with model_version ``rlhfkit:<annotator>`` (read back as that annotator's labels), and
+a gold answer travels in ``meta.rlhfkit.gold``, never as an invented annotator.
 
 Argilla (``{"settings": {...}, "records": [...]}`` or a bare list of records, as Argilla 2's
 ``records.to_list(flatten=False)`` writes them; Argilla 1 FeedbackDataset records whose
@@ -188,6 +200,20 @@ def read_emails(path: str | Path) -> dict[str, str]:
     if len(set(doc.values())) != len(doc):
         raise DataError(str(path), "json", "two annotators have the same email")
     return dict(doc)
+
+
+def read_labelstudio_users(path: str | Path) -> dict[int, str]:
+    """Label Studio's user list (``GET /api/users``: ``[{"id", "email", ...}]``) as {user id: email},
+    to name the annotators of an export whose ``completed_by`` is a bare user id."""
+    doc = _load_json(path)
+    if not isinstance(doc, list):
+        raise DataError(str(path), "json", "expected Label Studio's user list [{id, email}, ...]")
+    users = {}
+    for i, user in enumerate(doc):
+        if not (isinstance(user, dict) and isinstance(user.get("id"), int) and isinstance(user.get("email"), str)):
+            raise DataError(f"{path}:[{i}]", "user", "expected an object with an integer id and an email")
+        users[user["id"]] = user["email"]
+    return users
 
 
 # --------------------------------------------------------------------------------------------------
@@ -582,26 +608,30 @@ def _ls_item(task_type: str, task: dict, who_of, ground_truth: str, where: str) 
     return ImportedItem(prompt, cands, gold, where, [(a.who, a.value, a.shown) for a in votes], key)
 
 
-def parse_labelstudio(task_type: str, doc: Any, name: str = "labelstudio.json",
-                      emails: dict[str, str] | None = None, ground_truth: str = "vote") -> list[ImportedItem]:
-    """A Label Studio JSON or JSON_MIN export -> items; ``emails`` ({name: email}) names annotators."""
+def parse_labelstudio(task_type: str, doc: Any, name: str = "labelstudio.json", *,
+                      emails: dict[str, str] | None = None, users: dict[int, str] | None = None,
+                      ground_truth: str = "vote") -> list[ImportedItem]:
+    """A Label Studio JSON or JSON_MIN export -> items. Annotators are named by email where the export
+    or ``users`` ({user id: email}) gives one, and ``emails`` ({studio name: email}) turns those
+    emails back into studio names; ``ground_truth`` is "vote" or "gold" (see :func:`_ls_gold`)."""
     if ground_truth not in LS_GROUND_TRUTH:
         raise ValueError(f"ground_truth: expected one of {LS_GROUND_TRUTH}, got {ground_truth!r}")
     tasks_json = _ls_tasks(doc, name)
-    who_of = _ls_namer(_ls_people(tasks_json), emails)
+    who_of = _ls_namer({**(users or {}), **_ls_people(tasks_json)}, emails)
     return [_ls_item(task_type, task, who_of, ground_truth, where) for where, task in tasks_json]
 
 
-def import_labelstudio(db: Database, project_ref: Any, path: str | Path, emails: dict[str, str] | None = None,
-                       ground_truth: str = "vote") -> tuple[int, int]:
+def import_labelstudio(db: Database, project_ref: Any, path: str | Path, *, emails: dict[str, str] | None = None,
+                       users: dict[int, str] | None = None, ground_truth: str = "vote") -> tuple[int, int]:
     """Read a Label Studio JSON / JSON_MIN export into a project; returns (items, labels) added.
-    A task imported before (same Label Studio task id) is not added again."""
-    parsed = parse_labelstudio(_task_type(db, project_ref), _load_json(path), str(path), emails, ground_truth)
+    A task imported before (same Label Studio task id) adds only labels from new annotators."""
+    parsed = parse_labelstudio(_task_type(db, project_ref), _load_json(path), str(path), emails=emails,
+                               users=users, ground_truth=ground_truth)
     return _store(db, project_ref, parsed)
 
 
 def export_labelstudio(db: Database, project_ref: Any, path: str | Path,
-                       config_path: str | Path | None = None, emails: dict[str, str] | None = None) -> int:
+                       config_path: str | Path | None = None, *, emails: dict[str, str] | None = None) -> int:
     data = to_labelstudio(db, project_ref, emails)
     write_json_atomic(path, json.dumps(data, ensure_ascii=False, indent=1))
     if config_path:
@@ -773,6 +803,6 @@ def export_argilla(db: Database, project_ref: Any, path: str | Path) -> int:
     return len(doc["records"])
 
 
-__all__ = ["ImportedItem", "read_emails", "LS_PREDICTION_PREFIX", "LS_GROUND_TRUTH", "labelstudio_config",
+__all__ = ["ImportedItem", "read_emails", "read_labelstudio_users", "LS_PREDICTION_PREFIX", "LS_GROUND_TRUTH", "labelstudio_config",
            "to_labelstudio", "parse_labelstudio", "import_labelstudio", "export_labelstudio",
            "argilla_settings", "to_argilla", "parse_argilla", "import_argilla", "export_argilla"]

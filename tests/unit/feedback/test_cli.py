@@ -129,3 +129,30 @@ def test_generate_with_the_tiny_model(tmp_path, capsys):
     _info, items, _labels = load_project(open_database(db), "gen")
     assert len(items) == 2 and all(len(i.candidates) == 3 for i in items)
     assert items[0].prompt[0].content == "Say hello"
+
+
+def test_cli_labelstudio_emails_users_ground_truth_and_reimport(tmp_path, capsys):
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "label_studio"
+    db = str(tmp_path / "s.sqlite3")
+    run(capsys, "create-project", "ls", "--task", "pairwise", "--db", db)
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps([{"id": 2, "email": "alice@example.com"}, {"id": 3, "email": "bob@example.com"}]))
+    emails = tmp_path / "emails.json"
+    emails.write_text(json.dumps({"alice": "alice@example.com"}))
+    args = ["import-labelstudio", "ls", str(fixtures / "pairwise.json"), "--db", db, "--users", str(users),
+            "--emails", str(emails), "--ground-truth", "gold"]
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and "imported 3 items and 3 labels" in out  # bob's flagged answer is a gold answer
+    assert "imported 0 items and 0 labels" in run(capsys, *args)[1]
+    out_file = tmp_path / "back.json"
+    assert run(capsys, "export-labelstudio", "ls", "--db", db, "--out", str(out_file), "--emails", str(emails))[0] == 0
+    tasks = json.loads(out_file.read_text())
+    people = [a["completed_by"] for t in tasks for a in t["annotations"]]
+    models = sorted(p["model_version"] for t in tasks for p in t["predictions"])
+    assert people == [{"email": "alice@example.com"}]
+    assert models == ["rlhfkit:bob@example.com"] * 2
+    emails.write_text(json.dumps({"alice": "alice"}))
+    code, _, err = run(capsys, "export-labelstudio", "ls", "--db", db, "--out", str(out_file), "--emails", str(emails))
+    assert code == 2 and err.strip().count("\n") == 0 and "emails.json: alice: expected an email address" in err

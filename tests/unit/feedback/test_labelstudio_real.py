@@ -59,6 +59,14 @@ def test_numeric_user_ids_become_emails_where_the_export_has_them(db):
     assert {who for _p, who in _labels(db, pid)} == {"alice", BOB}  # emails map back to studio names
 
 
+def test_users_list_names_the_annotators_of_a_quick_export(db, tmp_path):
+    users = tmp_path / "users.json"  # as GET /api/users returns it
+    users.write_text(json.dumps([{"id": 2, "email": ALICE, "first_name": ""}, {"id": 3, "email": BOB}]))
+    a, _ = _import(db, "pairwise", "pairwise.json", users=interop.read_labelstudio_users(users))
+    b, _ = _import(db, "pairwise", "pairwise.emails.json")
+    assert _labels(db, a) == _labels(db, b)
+
+
 # ---- 25: ground truth --------------------------------------------------------------------------
 
 def test_ground_truth_flag_keeps_the_item_and_its_votes(db):
