@@ -213,14 +213,20 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _say_imported(counts, path) -> None:
+    print(f"imported {counts.items} items and {counts.labels} labels from {path}")
+    if counts.differing:
+        print(f"warning: {counts.differing} answers differ from the label their annotator already has on "
+              "that item; the stored labels were kept", file=sys.stderr)
+
+
 def cmd_import_labelstudio(args) -> int:
     from rlhfkit.feedback.interop import import_labelstudio, read_emails, read_labelstudio_users
 
     emails = read_emails(args.emails) if args.emails else None
     users = read_labelstudio_users(args.users) if args.users else None
-    items, labels = import_labelstudio(_open(args), args.project, args.file, emails=emails, users=users,
-                                       ground_truth=args.ground_truth)
-    print(f"imported {items} items and {labels} labels from {args.file}")
+    _say_imported(import_labelstudio(_open(args), args.project, args.file, emails=emails, users=users,
+                                     ground_truth=args.ground_truth), args.file)
     return 0
 
 
@@ -236,8 +242,7 @@ def cmd_export_labelstudio(args) -> int:
 def cmd_import_argilla(args) -> int:
     from rlhfkit.feedback.interop import import_argilla
 
-    items, labels = import_argilla(_open(args), args.project, args.file)
-    print(f"imported {items} items and {labels} labels from {args.file}")
+    _say_imported(import_argilla(_open(args), args.project, args.file), args.file)
     return 0
 
 

@@ -57,7 +57,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
@@ -127,6 +127,16 @@ class ImportedItem:
     where: str  # file:[i], for messages
     answers: list  # [(annotator name, value, display choice or None)], at most one per annotator
     key: str | None = None  # its id in the source tool: an item with this key is stored once
+    origin: int | None = None  # the studio item it was exported from (meta.rlhfkit.item_id)
+
+
+class ImportCounts(NamedTuple):
+    """What an import added. ``differing``: answers that differ from the label their annotator
+    already has on that item; an import never changes a stored label."""
+
+    items: int
+    labels: int
+    differing: int
 
 
 def _stored_gold(task_type: str, gold: Any, n: int, where: str, fieldname: str) -> dict:
@@ -138,19 +148,31 @@ def _stored_gold(task_type: str, gold: Any, n: int, where: str, fieldname: str) 
         raise DataError(where, fieldname, str(err).split(": ", 1)[-1]) from None
 
 
+def _same_item(s, project, it: ImportedItem, prompt_json: str, cands_json: str) -> Item | None:
+    """The item ``it`` was exported from, when it is in this project with the same content; else the
+    item imported before with ``it.key`` (an error if its content differs); else None."""
+    if it.origin is not None:
+        origin = s.get(Item, it.origin)
+        if origin is not None and (origin.project_id, origin.prompt_json, origin.candidates_json) == \
+                (project.id, prompt_json, cands_json):
+            return origin
+    if it.key is None:
+        return None
+    old = s.execute(select(Item).where(Item.project_id == project.id, Item.source == it.key)
+                    .order_by(Item.id)).scalars().first()
+    if old is not None and (old.prompt_json, old.candidates_json) != (prompt_json, cands_json):
+        raise DataError(it.where, "id", f"{it.key} was imported into this project before with another "
+                                        "prompt or responses (from another Label Studio project?); "
+                                        "import this file into a new studio project")
+    return old
+
+
 def _item_for(s, project, it: ImportedItem) -> tuple[Item, bool]:
-    """(the stored item with ``it.key``, checked to hold the same prompt and candidates, or a new one;
-    whether it is new)."""
+    """(the item ``it`` already is, or a new one; whether it is new)."""
     prompt_json, cands_json = prompt_to_json(it.prompt), json.dumps(it.candidates, ensure_ascii=False)
-    if it.key is not None:
-        old = s.execute(select(Item).where(Item.project_id == project.id, Item.source == it.key)
-                        .order_by(Item.id)).scalars().first()
-        if old is not None:
-            if (old.prompt_json, old.candidates_json) != (prompt_json, cands_json):
-                raise DataError(it.where, "id", f"{it.key} was imported into this project before with another "
-                                                "prompt or responses (from another Label Studio project?); "
-                                                "import this file into a new studio project")
-            return old, False
+    old = _same_item(s, project, it, prompt_json, cands_json)
+    if old is not None:
+        return old, False
     item = Item(project_id=project.id, prompt_json=prompt_json, candidates_json=cands_json,
                 is_gold=it.gold is not None, gold_json=None if it.gold is None else json.dumps(it.gold),
                 source=(it.key or it.where)[:500])
@@ -159,11 +181,11 @@ def _item_for(s, project, it: ImportedItem) -> tuple[Item, bool]:
     return item, True
 
 
-def _store(db: Database, project_ref: Any, parsed: list[ImportedItem]) -> tuple[int, int]:
-    """Store items and labels in one transaction; returns (items, labels) added. An item imported
-    before (same key) gets only the labels of annotators it has none from, so importing the same
-    file twice adds nothing."""
-    n_items = n_labels = 0
+def _store(db: Database, project_ref: Any, parsed: list[ImportedItem]) -> ImportCounts:
+    """Store items and labels in one transaction. An item that exists already (exported from this
+    project, or imported before with the same key) gets only the labels of annotators it has none
+    from, so importing the same file twice adds nothing."""
+    n_items = n_labels = differing = 0
     with db.transaction() as s:
         project = find_project(s, project_ref)
         lo, hi = tasks.candidates_needed(project.task_type)
@@ -173,15 +195,17 @@ def _store(db: Database, project_ref: Any, parsed: list[ImportedItem]) -> tuple[
                                                         f"candidates, got {len(it.candidates)}")
             item, created = _item_for(s, project, it)
             n_items += created
-            labelled = set(s.execute(select(Label.annotator_id).where(Label.item_id == item.id)).scalars())
+            stored = dict(s.execute(select(Label.annotator_id, Label.value_json)
+                                    .where(Label.item_id == item.id)).all())
             for name, value, shown in it.answers:
                 annotator = get_or_create_annotator(s, name)
-                if annotator.id in labelled:
+                if annotator.id in stored:
+                    differing += json.loads(stored[annotator.id]) != value
                     continue
-                labelled.add(annotator.id)
+                stored[annotator.id] = json.dumps(value)
                 record_label(s, project, item, annotator, value, shown)
                 n_labels += 1
-    return n_items, n_labels
+    return ImportCounts(n_items, n_labels, differing)
 
 
 def _task_type(db: Database, project_ref: Any) -> str:
@@ -574,14 +598,22 @@ def _ls_latest(answers: list[_LSAnswer]) -> list[_LSAnswer]:
     return list(best.values())
 
 
+def _rlhfkit_meta(task: dict) -> dict:
+    """``meta.rlhfkit`` of a task rlhfkit exported ({project, item_id, source, gold}), else {}."""
+    meta = task.get("meta")
+    ours = meta.get("rlhfkit") if isinstance(meta, dict) else None
+    if not isinstance(ours, dict):
+        return {}
+    item_id = ours.get("item_id")
+    return {**ours, "item_id": item_id if isinstance(item_id, int) and not isinstance(item_id, bool) else None}
+
+
 def _ls_gold(task_type: str, task: dict, answers: list[_LSAnswer], n: int, ground_truth: str,
              where: str) -> tuple[dict | None, list[_LSAnswer]]:
     """(gold answer, the answers that stay votes). ``meta.rlhfkit.gold`` is rlhfkit's own gold answer;
     Label Studio's ground-truth flag is a vote unless ``ground_truth="gold"``, which makes the
     flagged answer the item's gold answer instead of a vote."""
-    meta = task.get("meta")
-    ours = meta.get("rlhfkit") if isinstance(meta, dict) else None
-    gold = ours.get("gold") if isinstance(ours, dict) else None
+    gold = _rlhfkit_meta(task).get("gold")
     if gold is not None:
         gold = _stored_gold(task_type, gold, n, where, "meta.rlhfkit.gold")
     flagged = [a for a in answers if a.ground_truth]
@@ -605,7 +637,8 @@ def _ls_item(task_type: str, task: dict, who_of, ground_truth: str, where: str) 
     gold, votes = _ls_gold(task_type, task, answers, len(cands), ground_truth, where)
     tid = task.get("id")
     key = f"labelstudio task {tid}" if isinstance(tid, (int, str)) and not isinstance(tid, bool) else None
-    return ImportedItem(prompt, cands, gold, where, [(a.who, a.value, a.shown) for a in votes], key)
+    return ImportedItem(prompt, cands, gold, where, [(a.who, a.value, a.shown) for a in votes], key,
+                        _rlhfkit_meta(task).get("item_id"))
 
 
 def parse_labelstudio(task_type: str, doc: Any, name: str = "labelstudio.json", *,
@@ -622,8 +655,8 @@ def parse_labelstudio(task_type: str, doc: Any, name: str = "labelstudio.json", 
 
 
 def import_labelstudio(db: Database, project_ref: Any, path: str | Path, *, emails: dict[str, str] | None = None,
-                       users: dict[int, str] | None = None, ground_truth: str = "vote") -> tuple[int, int]:
-    """Read a Label Studio JSON / JSON_MIN export into a project; returns (items, labels) added.
+                       users: dict[int, str] | None = None, ground_truth: str = "vote") -> ImportCounts:
+    """Read a Label Studio JSON / JSON_MIN export into a project; returns what it added.
     A task imported before (same Label Studio task id) adds only labels from new annotators."""
     parsed = parse_labelstudio(_task_type(db, project_ref), _load_json(path), str(path), emails=emails,
                                users=users, ground_truth=ground_truth)
@@ -792,7 +825,7 @@ def parse_argilla(task_type: str, doc: Any, name: str = "argilla.json") -> list[
     return parsed
 
 
-def import_argilla(db: Database, project_ref: Any, path: str | Path) -> tuple[int, int]:
+def import_argilla(db: Database, project_ref: Any, path: str | Path) -> ImportCounts:
     parsed = parse_argilla(_task_type(db, project_ref), _load_json(path), str(path))
     return _store(db, project_ref, parsed)
 
@@ -803,6 +836,6 @@ def export_argilla(db: Database, project_ref: Any, path: str | Path) -> int:
     return len(doc["records"])
 
 
-__all__ = ["ImportedItem", "read_emails", "read_labelstudio_users", "LS_PREDICTION_PREFIX", "LS_GROUND_TRUTH", "labelstudio_config",
+__all__ = ["ImportedItem", "ImportCounts", "read_emails", "read_labelstudio_users", "LS_PREDICTION_PREFIX", "LS_GROUND_TRUTH", "labelstudio_config",
            "to_labelstudio", "parse_labelstudio", "import_labelstudio", "export_labelstudio",
            "argilla_settings", "to_argilla", "parse_argilla", "import_argilla", "export_argilla"]

@@ -129,7 +129,7 @@ def test_round_trip_keeps_items_labels_and_gold(db, tmp_path, fmt, task):
     out = tmp_path / f"{fmt}.json"
     getattr(interop, f"export_{fmt}")(db, src, out)
     dst = service.create_project(db, "dst", task, overlap=2, gold_rate=0)
-    n_items, n_labels = getattr(interop, f"import_{fmt}")(db, dst, out)
+    n_items, n_labels, _differing = getattr(interop, f"import_{fmt}")(db, dst, out)
     from rlhfkit.feedback.report import load_project
 
     _i1, items1, labels1 = load_project(db, src)
@@ -150,7 +150,7 @@ def test_labelstudio_config_and_pairwise_tag_shape(db, tmp_path):
                                    {"completed_by": 8, "was_cancelled": True, "result": []}]}]
     f = tmp_path / "ls.json"
     f.write_text(json.dumps(tasks_json))
-    assert interop.import_labelstudio(db, pid, f) == (1, 1)
+    assert interop.import_labelstudio(db, pid, f) == (1, 1, 0)
     (pair,) = export.export_records(db, pid)
     assert (pair.chosen, pair.meta["annotators"]) == ("y", ["labelstudio user 7"])
 
@@ -164,7 +164,7 @@ def test_argilla_v1_responses_and_errors(db, tmp_path):
                          {"user_id": "u2", "status": "discarded", "values": {}}]}]
     f = tmp_path / "ar.json"
     f.write_text(json.dumps(v1))
-    assert interop.import_argilla(db, pid, f) == (1, 1)
+    assert interop.import_argilla(db, pid, f) == (1, 1, 0)
     assert export.export_records(db, pid)[0].ranking == (1, 0)
     f.write_text(json.dumps({"records": [{"fields": {"prompt": "q", "response_1": "a", "response_2": "b"},
                                           "responses": {"ranking": [{"value": ["response_9"], "user_id": "u"}]}}]}))
@@ -237,15 +237,33 @@ def test_labelstudio_reimport_adds_only_new_annotators(db, tmp_path):
             "annotations": [{"completed_by": 1, "result": _choice("answer2"), "created_at": "2026-01-01T10:00:00Z"},
                             {"completed_by": 1, "result": _choice("answer1"), "created_at": "2026-01-01T11:00:00Z"}]}
     f = _ls_file(tmp_path, [task])
-    assert interop.import_labelstudio(db, pid, f) == (1, 1)  # user 1's later answer, not an abort
+    assert interop.import_labelstudio(db, pid, f) == (1, 1, 0)  # user 1's later answer, not an abort
     assert export.export_records(db, pid)[0].chosen == "x"
     task["annotations"].append({"completed_by": 2, "result": _choice("tie")})
     f = _ls_file(tmp_path, [task])
-    assert interop.import_labelstudio(db, pid, f) == (0, 1)  # the task again: only user 2's label is new
-    assert interop.import_labelstudio(db, pid, f) == (0, 0)
+    assert interop.import_labelstudio(db, pid, f) == (0, 1, 0)  # the task again: only user 2's label is new
+    assert interop.import_labelstudio(db, pid, f) == (0, 0, 0)
+    task["annotations"][1]["result"] = _choice("answer2")  # user 1 changed their answer in Label Studio
+    assert interop.import_labelstudio(db, pid, _ls_file(tmp_path, [task])) == (0, 0, 1)  # counted, not applied
     task["data"]["answer2"] = "z"  # the same id with other content: another Label Studio project
     with pytest.raises(DataError, match=r"ls.json:\[0\]: id: labelstudio task 7 was imported .* before"):
         interop.import_labelstudio(db, pid, _ls_file(tmp_path, [task]))
+
+
+def test_labelstudio_round_trip_into_the_same_project_adds_only_new_work(db, tmp_path):
+    pid = _labelled_pairwise(db)
+    tasks_json = interop.to_labelstudio(db, pid, emails={"alice": "alice@example.com"})
+    for new_id, task in enumerate(tasks_json, 100):  # what Label Studio does: new ids, meta kept
+        task["id"] = new_id
+        task["annotations"].append({"completed_by": {"id": 3, "email": "bob@example.com"},
+                                    "result": _choice("answer2")})
+        task.pop("predictions")  # the quick export gives prediction ids only
+    f = _ls_file(tmp_path, tasks_json)
+    # alice's label is the one she has; bob's two answers are new; no item is added twice
+    assert interop.import_labelstudio(db, pid, f, emails={"alice": "alice@example.com"}) == (0, 2, 0)
+    assert interop.import_labelstudio(db, pid, f, emails={"alice": "alice@example.com"}) == (0, 0, 0)
+    other = service.create_project(db, "elsewhere", "pairwise", overlap=3, gold_rate=0)
+    assert interop.import_labelstudio(db, other, f) == (2, 3, 0)
 
 
 def test_labelstudio_ground_truth_flag_is_a_vote_unless_asked(db, tmp_path):
@@ -254,11 +272,11 @@ def test_labelstudio_ground_truth_flag_is_a_vote_unless_asked(db, tmp_path):
                             {"completed_by": 6, "result": _choice("answer2")}]}
     f = _ls_file(tmp_path, [task])
     vote = service.create_project(db, "vote", "pairwise", overlap=2, gold_rate=0)
-    assert interop.import_labelstudio(db, vote, f) == (1, 2)
+    assert interop.import_labelstudio(db, vote, f) == (1, 2, 0)
     (pair,) = export.export_records(db, vote)  # a normal item with both votes, exported by default
     assert (pair.chosen, pair.meta["votes"]) == ("y", {"0": 0, "1": 2, "tie": 0})
     gold = service.create_project(db, "gold", "pairwise", overlap=2, gold_rate=0)
-    assert interop.import_labelstudio(db, gold, f, ground_truth="gold") == (1, 1)
+    assert interop.import_labelstudio(db, gold, f, ground_truth="gold") == (1, 1, 0)
     assert export.export_records(db, gold) == []
     (item,) = export.export_records(db, gold, include_gold=True)
     assert item.meta["gold"] and item.meta["annotators"] == ["labelstudio user 6"]
@@ -268,14 +286,14 @@ def test_labelstudio_critique_entries_positions_and_json_min(db, tmp_path):
     crit = service.create_project(db, "c", "critique", overlap=1, gold_rate=0)
     rows = [{"id": 3, "prompt": "p", "response": "r", "critique": {"text": ["one", " two "]},
              "annotator": "a@x.org", "annotation_id": 9}]
-    assert interop.import_labelstudio(db, crit, _ls_file(tmp_path, rows, "min.json")) == (1, 1)
+    assert interop.import_labelstudio(db, crit, _ls_file(tmp_path, rows, "min.json")) == (1, 1, 0)
     assert export.export_records(db, crit)[0].feedback == "one\n\ntwo"
     pair = service.create_project(db, "p", "pairwise", overlap=2, gold_rate=0)
     rows = [{"id": 4, "prompt": "p", "pairText1": "a", "pairText2": "b", "pw": [{"selected": "left"}],
              "annotator": 2, "annotation_id": 10},
             {"id": 4, "prompt": "p", "pairText1": "a", "pairText2": "b", "preference": "answer2",
              "reason": "shorter", "annotator": 3, "annotation_id": 11}]
-    assert interop.import_labelstudio(db, pair, _ls_file(tmp_path, rows, "min.json")) == (1, 2)
+    assert interop.import_labelstudio(db, pair, _ls_file(tmp_path, rows, "min.json")) == (1, 2, 0)
     from rlhfkit.feedback.report import load_project
 
     labels = sorted((lab.annotator, lab.value["preferred"], lab.display_choice) for lab in load_project(db, pair)[2])

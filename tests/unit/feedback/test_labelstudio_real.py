@@ -34,7 +34,7 @@ def _labels(db, pid):
 def test_export_with_emails_names_people_and_keeps_a_users_latest_annotation(db):
     pid, added = _import(db, "pairwise", "pairwise.emails.json")
     # 3 tasks; bob on each, alice once on the third task although she annotated it three times
-    assert added == (3, 4)
+    assert added == (3, 4, 0)
     labels = _labels(db, pid)
     assert set(labels) == {("Name a prime number.", BOB), ("What is the capital of France?", BOB),
                            ("Say hello politely.", BOB), ("Say hello politely.", ALICE)}
@@ -44,9 +44,9 @@ def test_export_with_emails_names_people_and_keeps_a_users_latest_annotation(db)
 
 def test_reimporting_the_same_export_adds_nothing(db):
     pid, first = _import(db, "pairwise", "pairwise.json")
-    assert first == (3, 4)
-    assert interop.import_labelstudio(db, pid, FIXTURES / "pairwise.json") == (0, 0)
-    assert interop.import_labelstudio(db, pid, FIXTURES / "pairwise.min.json") == (0, 0)  # same task ids
+    assert first == (3, 4, 0)
+    assert interop.import_labelstudio(db, pid, FIXTURES / "pairwise.json") == (0, 0, 0)
+    assert interop.import_labelstudio(db, pid, FIXTURES / "pairwise.min.json") == (0, 0, 0)  # same task ids
     _info, items, labels = load_project(db, pid)
     assert (len(items), len(labels)) == (3, 4)
     assert [i.source for i in items] == ["labelstudio task 28", "labelstudio task 29", "labelstudio task 30"]
@@ -84,7 +84,7 @@ def test_ground_truth_flag_keeps_the_item_and_its_votes(db):
 
 def test_ground_truth_as_gold_is_explicit(db):
     pid, added = _import(db, "pairwise", "pairwise.json", ground_truth="gold")
-    assert added == (3, 3)  # bob's flagged answer is the gold answer, not a vote
+    assert added == (3, 3, 0)  # bob's flagged answer is the gold answer, not a vote
     _info, items, _labels = load_project(db, pid)
     hello = next(i for i in items if i.prompt[-1].content == "Say hello politely.")
     assert hello.is_gold and hello.gold == {"preferred": 0}
@@ -95,7 +95,7 @@ def test_ground_truth_as_gold_is_explicit(db):
 @pytest.mark.parametrize("name", ["ranking.json", "ranking.min.json"])
 def test_ranking_from_the_ranker_ui_shape(db, name):
     pid, added = _import(db, "ranking", name)
-    assert added == (1, 2)
+    assert added == (1, 2, 0)
     ranks = {who: value["ranking"] for (_p, who), (value, _s) in _labels(db, pid).items()}
     assert ranks == {"labelstudio user 3": [1, 2, 0], "labelstudio user 2": [2, 0, 1]}
 
@@ -110,7 +110,7 @@ def test_multi_entry_critique_keeps_every_entry(db, name):
 @pytest.mark.parametrize("name", ["human_preference.json", "human_preference.min.json"])
 def test_stock_human_preference_template_keeps_left_and_right(db, name):
     pid, added = _import(db, "pairwise", name)
-    assert added == (2, 3)
+    assert added == (2, 3, 0)
     labels = _labels(db, pid)
     assert labels[("Is 17 prime?", "labelstudio user 2")] == ({"preferred": 0, "reason": ""}, "left")
     assert labels[("Is 17 prime?", "labelstudio user 3")] == ({"preferred": 1, "reason": ""}, "right")
@@ -120,7 +120,7 @@ def test_stock_human_preference_template_keeps_left_and_right(db, name):
 
 def test_stock_pairwise_classification_template(db):
     pid, added = _import(db, "pairwise", "pairwise_classification.min.json")
-    assert added == (1, 1)
+    assert added == (1, 1, 0)
     (pair,) = export.export_records(db, pid)
     assert (pair.chosen, pair.rejected) == ("apple", "carrot")
     assert list(_labels(db, pid).values()) == [({"preferred": 1, "reason": ""}, "right")]
@@ -197,4 +197,4 @@ def test_rlhfkit_exports_import_into_a_real_label_studio(db, tmp_path):
             back = tmp_path / f"{task}.json"
             back.write_bytes(ls.export(project, "JSON"))
             again = service.create_project(db, f"back-{task}", task, overlap=2, gold_rate=0)
-            assert interop.import_labelstudio(db, again, back, emails={"admin": me}) == (1, 1)
+            assert interop.import_labelstudio(db, again, back, emails={"admin": me}) == (1, 1, 0)
