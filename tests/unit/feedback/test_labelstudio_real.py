@@ -186,7 +186,7 @@ def test_rlhfkit_exports_import_into_a_real_label_studio(db, tmp_path):
     from lsclient import running_server
 
     with running_server(binary, tmp_path, "1" * 40) as ls:
-        me = ls.whoami()["email"]
+        me, my_id = ls.whoami()["email"], ls.whoami()["id"]
         for task in ("pairwise", "ranking", "score", "critique"):
             pid = _studio_project(db, task)
             tasks = interop.to_labelstudio(db, pid, emails={"admin": me})
@@ -197,4 +197,8 @@ def test_rlhfkit_exports_import_into_a_real_label_studio(db, tmp_path):
             back = tmp_path / f"{task}.json"
             back.write_bytes(ls.export(project, "JSON"))
             again = service.create_project(db, f"back-{task}", task, overlap=2, gold_rate=0)
-            assert interop.import_labelstudio(db, again, back, emails={"admin": me}) == (1, 1, 0)
+            names = {"emails": {"admin": me}, "users": {my_id: me}}  # the quick export gives user ids
+            assert interop.import_labelstudio(db, again, back, **names) == (1, 1, 0)
+            assert {who for _p, who in _labels(db, again)} == {"admin"}
+            # back into the project it came from: the same item, the same label (meta.rlhfkit.item_id)
+            assert interop.import_labelstudio(db, pid, back, **names) == (0, 0, 0)
