@@ -5,8 +5,9 @@ token that counts). ``logp`` is the current policy's log-prob of each sampled to
 ``old_logp`` the rollout-time one, ``ref_logp`` the frozen reference's.
 
 Reductions (``reduction=``): ``"token"`` averages over every valid token of the batch (long
-responses weigh more); ``"sequence"`` averages within each response, then over responses (GRPO,
-Shao et al. 2024 eq. 3).
+responses weigh more); ``"sequence"`` averages within each response, then over the responses that
+have a valid token (GRPO, Shao et al. 2024 eq. 3; a response dropped from the update, mask all 0,
+is not counted, so the mean matches the micro-batch weights of :func:`rlhfkit.rl.update.row_weights`).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str) -> torc
     if reduction == "token":
         return masked_mean(per_token, mask)
     if reduction == "sequence":
-        return masked_mean(per_token, mask, dim=-1).mean()
+        per_row = masked_mean(per_token, mask, dim=-1)  # [B]; 0 for an empty row
+        return masked_mean(per_row, mask.bool().any(dim=-1))  # over the non-empty rows only
     raise ValueError(f"reduction: must be 'token' or 'sequence', got {reduction!r}")
 
 
@@ -143,8 +145,8 @@ def value_loss(
         clipped:    V_clip = V_old + clip(V - V_old, -eps, eps)
                     L = 0.5 * mean max((V - R)^2, (V_clip - R)^2)     (Huang et al. 2023, PPO detail)
 
-    Stats: ``loss``, ``vf_clipfrac`` (share of valid tokens where the clipped error is the larger
-    one; 0 without clipping), ``explained_variance`` (1 - Var(R - V)/Var(R); nan when the returns
+    Stats: ``loss``, ``vf_clipfrac`` (share of valid tokens where V is outside V_old +- eps and the
+    clipped error is the larger one; 0 without clipping), ``explained_variance`` (1 - Var(R - V)/Var(R); nan when the returns
     are constant), ``values`` (mean V), ``returns`` (mean R).
     """
     check_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
@@ -155,8 +157,10 @@ def value_loss(
     else:
         if clip_eps <= 0:
             raise ValueError(f"clip_eps: must be > 0 or None, got {clip_eps}")
-        v_clipped = old_values + torch.clamp(values - old_values, -clip_eps, clip_eps)
-        err_clipped = (v_clipped - returns) ** 2
+        delta = values - old_values
+        outside = delta.abs() > clip_eps  # only there does clipping change V
+        v_clipped = torch.where(outside, old_values + torch.clamp(delta, -clip_eps, clip_eps), values)
+        err_clipped = (v_clipped - returns) ** 2  # == err exactly inside the range (no rounding)
         per_token = torch.maximum(err, err_clipped)
         clip_active = err_clipped > err
     loss = 0.5 * _reduce(per_token, mask, reduction)

@@ -8,7 +8,8 @@
 
 Each micro-batch's loss is a mean over its own tokens (or rows); scaling it by
 ``weight(micro) / weight(minibatch)`` (weights = valid tokens per row for a token-mean loss, 1 per
-row for a sequence-mean loss) makes the accumulated gradient exactly that of the whole minibatch.
+non-empty row for a sequence-mean loss: :func:`row_weights`) makes the accumulated gradient exactly
+that of the whole minibatch.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ class StatsMean:
 
     def mean(self) -> dict:
         return {k: v / self.counts[k] for k, v in self.sums.items()}
+
+
+def row_weights(mask: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Weight of each row ``[B]`` in a loss reduced by ``reduction`` over ``mask [B, T]``: its valid
+    tokens for a token mean ("token"), 1 if it has any for a mean over responses ("sequence", which
+    averages over the non-empty rows: see rlhfkit.losses.ppo)."""
+    counts = mask.sum(dim=1)
+    if reduction == "token":
+        return counts
+    if reduction == "sequence":
+        return (counts > 0).to(mask.dtype)
+    raise ValueError(f"reduction: must be 'token' or 'sequence', got {reduction!r}")
 
 
 def minibatch_order(n: int, epochs: int, minibatch: int, generator: torch.Generator) -> list[list[int]]:

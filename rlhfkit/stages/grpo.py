@@ -161,7 +161,7 @@ def grpo_iteration(cfg: GRPOConfig, s: Any, optimizer: Any, scheduler: Any, para
 
     from rlhfkit.rl import loop
     from rlhfkit.rl.experience import collect
-    from rlhfkit.rl.update import run_epochs
+    from rlhfkit.rl.update import row_weights, run_epochs
 
     roles, g, train = s.roles, cfg.grpo, cfg.train
     minibatch = train.micro_batch_size * train.grad_accum
@@ -182,8 +182,7 @@ def grpo_iteration(cfg: GRPOConfig, s: Any, optimizer: Any, scheduler: Any, para
         t0 = time.time()
         roles.train(True)
         gen = torch.Generator().manual_seed(train.seed * 7919 + step)
-        weights = exp.mask.sum(1) if g.reduction == "token" else (exp.mask.sum(1) > 0).float()
-        upd = run_epochs(n_rows=len(exp), row_weights=weights, epochs=g.epochs, minibatch=minibatch,
+        upd = run_epochs(n_rows=len(exp), row_weights=row_weights(exp.mask, g.reduction), epochs=g.epochs, minibatch=minibatch,
                          micro=train.micro_batch_size, generator=gen,
                          loss_on=lambda rows: grpo_loss(roles, exp, rows, cfg, temperature),
                          optimizer=optimizer, scheduler=scheduler, params=params,

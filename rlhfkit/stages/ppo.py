@@ -229,7 +229,7 @@ def ppo_iteration(cfg: PPOConfig, s: Any, optimizer: Any, scheduler: Any, params
 
     from rlhfkit.rl import loop
     from rlhfkit.rl.experience import collect
-    from rlhfkit.rl.update import run_epochs
+    from rlhfkit.rl.update import row_weights, run_epochs
 
     roles, ppo, train = s.roles, cfg.ppo, cfg.train
     minibatch = train.micro_batch_size * train.grad_accum
@@ -252,7 +252,7 @@ def ppo_iteration(cfg: PPOConfig, s: Any, optimizer: Any, scheduler: Any, params
         t0 = time.time()
         roles.train(True)
         gen = torch.Generator().manual_seed(train.seed * 7919 + step)
-        upd = run_epochs(n_rows=len(exp), row_weights=exp.mask.sum(1), epochs=ppo.epochs,
+        upd = run_epochs(n_rows=len(exp), row_weights=row_weights(exp.mask, "token"), epochs=ppo.epochs,
                          minibatch=minibatch, micro=train.micro_batch_size, generator=gen,
                          loss_on=lambda rows: ppo_loss(roles, exp, rows, cfg, temperature),
                          optimizer=optimizer, scheduler=scheduler, params=params,

@@ -135,3 +135,19 @@ def test_grpo_policy_loss_by_hand():
 def test_shape_mismatch_names_the_argument():
     with pytest.raises(ValueError, match="advantages"):
         policy_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 4), torch.ones(2, 3))
+
+
+def test_value_inside_the_clip_range_is_not_counted_as_clipped():
+    """V 0.11, V_old 0.24, eps 0.2: |V - V_old| = 0.13 < 0.2, so the clipped value is V itself.
+    In float64, 0.24 + (0.11 - 0.24) = 0.10999999999999999, not 0.11, and with R 0.2 its squared
+    error is larger by one rounding step; that must not count as a clip."""
+    f64 = torch.float64
+    values = T([[0.11]], dtype=f64, requires_grad=True)
+    loss, stats = value_loss(values, T([[0.24]], dtype=f64), T([[0.2]], dtype=f64), T([[1]]), clip_eps=0.2)
+    assert stats["vf_clipfrac"].item() == 0.0
+    assert loss.item() == pytest.approx(0.5 * 0.09**2)  # 0.00405
+    loss.backward()
+    assert values.grad.item() == pytest.approx(-0.09)  # d/dV 0.5 (V - R)^2 = V - R
+    # outside the range: V 0.5, V_old 0.24 -> V_clip 0.44, (0.44 - 1)^2 = 0.3136 > (0.5 - 1)^2 = 0.25
+    _, outside = value_loss(T([[0.5]]), T([[0.24]]), T([[1.0]]), T([[1]]), clip_eps=0.2)
+    assert outside["vf_clipfrac"].item() == 1.0
