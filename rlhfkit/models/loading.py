@@ -232,13 +232,24 @@ def load_causal_lm(name: str = "default", dtype: str = "float32", device: str | 
     return model, tok
 
 
+_DROPOUT_KEYS = ("attention_dropout", "attn_dropout", "hidden_dropout", "dropout", "resid_pdrop",
+                 "embd_pdrop", "attn_pdrop")
+
+
 def disable_dropout(model: Any) -> None:
-    """Set every dropout probability to 0 (RLHF implementation detail: dropout off in all models)."""
+    """Set every dropout probability to 0 (RLHF implementation detail: dropout off in all models).
+
+    Three places hold one: ``nn.Dropout`` modules, the config, and plain float attributes that
+    modules copied from the config when they were built (Llama's attention keeps
+    ``self.attention_dropout`` and passes it to the attention kernel in train mode)."""
     import torch
 
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop"):
+        for key in _DROPOUT_KEYS:
+            if isinstance(getattr(module, key, None), float):
+                setattr(module, key, 0.0)
+    for key in _DROPOUT_KEYS:
         if hasattr(model.config, key) and isinstance(getattr(model.config, key), float):
             setattr(model.config, key, 0.0)

@@ -35,8 +35,22 @@ def test_offline_hub_name_fails_in_one_line(monkeypatch):
     assert "no network access" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_dropout_is_disabled(tiny):
+def test_dropout_is_disabled_even_when_the_checkpoint_sets_it(tmp_path):
+    """A checkpoint whose config says attention_dropout=0.1: the attention modules copy that value at
+    construction, so zeroing the config alone leaves dropout on. In train mode two forwards of the
+    same batch must agree exactly."""
+    import json
+    import shutil
+
     import torch
 
-    model, _ = tiny
-    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    folder = tmp_path / "tiny-dropout"
+    shutil.copytree(resolve_model_path("tiny"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.1}))
+    model, _ = load_causal_lm(str(folder))
+    model.train()
+    ids = torch.arange(3, 19).reshape(2, 8)
+    with torch.no_grad():
+        first, second = model(ids).logits, model(ids).logits
+    assert torch.equal(first, second)
