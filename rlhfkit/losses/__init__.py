@@ -39,7 +39,7 @@ from rlhfkit.losses.reward import (
     preference_bce_loss,
     score_regression_loss,
 )
-from rlhfkit.losses.sft import sft_loss
+from rlhfkit.losses.sft import selected_token_loss
 from rlhfkit.losses.utils import (
     entropy_from_logits,
     logprobs_from_logits,
@@ -83,7 +83,7 @@ __all__ = [
     "preference_bce_loss",
     "score_regression_loss",
     "sequence_logprobs",
-    "sft_loss",
+    "selected_token_loss",
     "simpo_loss",
     "value_loss",
 ]

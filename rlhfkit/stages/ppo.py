@@ -23,6 +23,7 @@ Metrics (one row per iteration in metrics.jsonl):
   kl               mean KL(pi || pi_ref) per response (sum over its tokens, kl.estimator)
   reward           mean total shaped reward per response (score used - beta * KL)
   kl_coef          beta used this iteration (changes when kl.adaptive)
+  score_baseline   ppo.score_baseline=group: mean of the baselines subtracted from the scores
   policy_loss, value_loss, entropy, clipfrac, approx_kl, ratio, vf_clipfrac, explained_variance
                    means over the iteration's micro-batches (rlhfkit.losses.ppo)
   response_length, eos_frac   mean response tokens, share of responses that ended with EOS
@@ -170,9 +171,11 @@ def shape_rewards(exp: Any, cfg: PPOConfig, beta: float) -> tuple[Any, dict]:
     exp.advantages = torch.where(exp.mask.bool(), advantages, torch.zeros_like(advantages))
     exp.returns = returns
     seq_kl = (kl * real).sum(1)  # [B] KL per response
-    return seq_kl, {"kl": float(stats["kl"]), "reward": float(stats["total"]) + offset,
-                    "non_score_reward": float(stats["non_score_reward"]),
-                    "score_used": float(stats["score"]) + offset}
+    out = {"kl": float(stats["kl"]), "reward": float(stats["total"]) + offset,
+           "non_score_reward": float(stats["non_score_reward"]), "score_used": float(stats["score"]) + offset}
+    if cfg.ppo.score_baseline == "group":
+        out["score_baseline"] = offset  # mean of what was subtracted from the scores used
+    return seq_kl, out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -123,13 +123,19 @@ def test_lora_mode_saves_merged_policy_adapter_and_value(prior_model, tmp_path):
 
 
 def test_missing_eos_drop_runs_and_reference_model_flag(prior_model, tmp_path):
-    out = tmp_path / "drop"
-    assert run_cli(*base_args(prior_model, out, "reward=contains:the", "rollout.missing_eos=drop",
-                              "value_model=head", "train.max_steps=1", "ppo.epochs=1",
-                              "ppo.prompts_per_batch=8", "data.eval_prompts=0", "samples.prompts=0",
-                              "rollout.max_new_tokens=4")) == 0
-    (row,) = [r for r in rows(out / "metrics.jsonl") if "score" in r]
-    assert 0 <= row["eos_frac"] <= 1
+    """At the first iteration the policy is its own reference (KL 0); ``reference=tiny`` (the random
+    model without the prior's unigram bias) must be the one the KL is measured against."""
+    kl = {}
+    for flag in ([], ["reference=tiny"]):
+        out = tmp_path / f"drop{len(flag)}"
+        assert run_cli(*base_args(prior_model, out, "reward=contains:the", "rollout.missing_eos=drop",
+                                  "value_model=head", "train.max_steps=1", "ppo.epochs=1",
+                                  "ppo.prompts_per_batch=8", "data.eval_prompts=0", "samples.prompts=0",
+                                  "rollout.max_new_tokens=4", *flag)) == 0
+        (row,) = [r for r in rows(out / "metrics.jsonl") if "score" in r]
+        kl[bool(flag)] = row["kl"]
+        assert "score_baseline" not in row  # ppo.score_baseline=none
+    assert abs(kl[False]) < 1e-3 and kl[True] > 1.0, kl  # measured: 8e-7 and 16.2 nats per response
 
 
 @pytest.mark.parametrize("reward, message", [
@@ -208,3 +214,6 @@ def test_samples_per_prompt_with_a_group_baseline(prior_model, tmp_path):
     assert all(prompts[i] == prompts[i + 1] for i in range(0, 8, 2))
     (row,) = [r for r in rows(tmp_path / "g" / "metrics.jsonl") if "score" in r]
     assert row["score_used"] == pytest.approx(row["score"])  # stats report the scores before the baseline
+    # the baseline was applied: leave-one-out means of two samples average to the mean score (> 0
+    # for this length reward); a run without the baseline reports none
+    assert row["score_baseline"] == pytest.approx(row["score"]) and row["score"] > 0

@@ -14,6 +14,10 @@ def make(tmp_path, *overrides):
     return load_config(SFTConfig, None, [f"train.output_dir={tmp_path}", *overrides])
 
 
+def saved(tmp_path):
+    return yaml.safe_load((tmp_path / "config.yaml").read_text())
+
+
 def fake_checkpoint(tmp_path):
     (tmp_path / "checkpoints" / "step-000004").mkdir(parents=True)
     (tmp_path / "checkpoints" / "step-000004" / "training_state.pt").write_bytes(b"x")
@@ -29,12 +33,15 @@ def test_changed_config_with_checkpoints_fails_before_work(tmp_path):
     prepare_output(make(tmp_path, "optim.lr=1e-5"), str(tmp_path))
     fake_checkpoint(tmp_path)
     prepare_output(make(tmp_path, "optim.lr=1e-5", "train.max_steps=99"), str(tmp_path))  # longer run: fine
+    assert saved(tmp_path)["train"]["max_steps"] == 99
     with pytest.raises(ConfigError, match=r"optim\.lr: 1e-05 -> 2e-05.*train\.resume=never"):
         prepare_output(make(tmp_path, "optim.lr=2e-5"), str(tmp_path))
-    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["lr"] == 1e-5  # not overwritten
+    assert saved(tmp_path)["optim"]["lr"] == 1e-5  # not overwritten
     prepare_output(make(tmp_path, "optim.lr=2e-5", "train.resume=never"), str(tmp_path))  # explicit restart
+    assert saved(tmp_path)["optim"]["lr"] == 2e-5
 
 
 def test_changed_config_without_checkpoints_is_a_new_run(tmp_path):
     prepare_output(make(tmp_path, "optim.lr=1e-5"), str(tmp_path))
-    prepare_output(make(tmp_path, "optim.lr=2e-5"), str(tmp_path))
+    prepare_output(make(tmp_path, "optim.lr=2e-5"), str(tmp_path))  # no error: nothing to resume
+    assert saved(tmp_path)["optim"]["lr"] == 2e-5

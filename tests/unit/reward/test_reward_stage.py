@@ -163,9 +163,24 @@ def test_judge_scores_language_feedback_with_a_tiny_judge():
     from rlhfkit.data.sources import load
     from rlhfkit.stages.reward_groups import judge_language_feedback
 
+    from rlhfkit.data.tokenize import encode_prompt
+    from rlhfkit.models import load_causal_lm
+    from rlhfkit.stages.reward_groups import judge_prompt
+
     records = load("demo:language", "language").records[:3]
-    scores = judge_language_feedback(records, "tiny", "cpu", batch_size=2)
-    assert len(scores) == 3 and all(1.0 <= s <= 7.0 for s in scores)
+    scores = judge_language_feedback(records, "tiny", "cpu", batch_size=2)  # batched, left-padded
+    # the same ratings one record at a time, without padding: E[d] = sum_d d * softmax(z_"1".."7")_d
+    # of the next-token logits after the judge prompt
+    model, tok = load_causal_lm("tiny")
+    digits = tok.convert_tokens_to_ids(list("1234567"))
+    expected = []
+    with torch.no_grad():
+        for record in records:
+            ids = torch.tensor([encode_prompt(tok, judge_prompt(record))])
+            probs = torch.softmax(model(ids).logits[0, -1, digits], dim=-1)
+            expected.append(sum((d + 1) * float(p) for d, p in enumerate(probs)))
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert len(set(round(x, 5) for x in expected)) == 3  # the records are told apart
 
 
 def test_batches_are_deterministic_and_both_layouts_agree(tiny):

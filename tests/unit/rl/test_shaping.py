@@ -72,6 +72,8 @@ def test_ppo_group_score_baseline_by_hand():
     assert exp.advantages.tolist() == [[-2.0, -2.0], [2.0, 2.0], [1.0, 1.0], [-1.0, -1.0]]
     assert stats["score_used"] == pytest.approx(0.75)  # reported before the baseline: mean of [1, 3, 0, -1]
     assert stats["reward"] == pytest.approx(0.75)  # and the KL penalty is 0
+    # baselines subtracted: [3, 1, -1, 0] (the other sample's score), mean 0.75
+    assert stats["score_baseline"] == pytest.approx(0.75)
     with pytest.raises(ValueError, match="samples_per_prompt >= 2"):
         replace(cfg.ppo, samples_per_prompt=1).validate()
 
