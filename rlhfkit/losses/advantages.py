@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from rlhfkit.losses.utils import check_same_shape, masked_sum
+from rlhfkit.losses.utils import check_same_shape, masked_sum, masked_whiten
 
 __all__ = [
     "compute_gae",
@@ -17,6 +17,7 @@ __all__ = [
     "per_token_rewards",
     "last_valid_index",
     "group_advantages",
+    "reinforce_pp_advantages",
 ]
 
 
@@ -176,3 +177,32 @@ def group_advantages(
         "zero_std_frac": (std.detach() == 0).float().mean(),
     }
     return adv.reshape(-1), stats
+
+
+def reinforce_pp_advantages(
+    score: torch.Tensor,
+    kl: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float,
+    gamma: float = 1.0,
+    keep: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """REINFORCE++ advantages (Hu 2025, "REINFORCE++", sec. 3): no critic, no group baseline; the
+    token KL is in the reward and the returns are normalised over the whole batch.
+
+    Shapes: ``score [B]``, ``kl [B, T]`` (per-token KL(pi || pi_ref) estimate), ``mask [B, T]`` (every
+    row with at least one valid token), ``keep [B]`` (rows that count in the normalisation and the
+    loss; None = all) -> ``advantages [B, T]``:
+
+        r_t = -beta * KL_t  (+ score on the last token)       (:func:`per_token_rewards`)
+        G_t = sum_{s >= t} gamma^(s - t) r_s                    (return-to-go: GAE with V = 0, lambda 1)
+        A_t = (G_t - mean(G)) / std(G)                          mean, std over every kept token of the batch
+
+    Rows outside ``keep`` get 0. Stats: those of :func:`per_token_rewards`.
+    """
+    rewards, stats = per_token_rewards(score, kl, mask, beta)
+    returns, _ = compute_gae(rewards, torch.zeros_like(rewards), mask, gamma=gamma, lam=1.0)
+    counted = mask.bool() if keep is None else mask.bool() & keep.bool().unsqueeze(1)
+    if int(counted.sum()) < 2:  # nothing to normalise against: no signal
+        return torch.zeros_like(returns), stats
+    return masked_whiten(returns, counted), stats  # global batch normalisation

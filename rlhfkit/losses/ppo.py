@@ -7,7 +7,9 @@ token that counts). ``logp`` is the current policy's log-prob of each sampled to
 Reductions (``reduction=``): ``"token"`` averages over every valid token of the batch (long
 responses weigh more); ``"sequence"`` averages within each response, then over the responses that
 have a valid token (GRPO, Shao et al. 2024 eq. 3; a response dropped from the update, mask all 0,
-is not counted, so the mean matches the micro-batch weights of :func:`rlhfkit.rl.update.row_weights`).
+is not counted, so the mean matches the micro-batch weights of :func:`rlhfkit.rl.update.row_weights`);
+``"constant"`` sums each response's tokens, divides by a fixed ``max_len`` and averages over the
+non-empty responses (Dr. GRPO, Liu et al. 2025: no per-response length normalisation).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from rlhfkit.losses.utils import check_same_shape, masked_mean
+from rlhfkit.losses.utils import check_same_shape, masked_mean, masked_sum
 
 __all__ = [
     "kl_penalty",
@@ -24,6 +26,9 @@ __all__ = [
     "policy_loss",
     "value_loss",
     "grpo_policy_loss",
+    "kl_term",
+    "ppo_kl_penalty_loss",
+    "PolicyKLController",
     "AdaptiveKLController",
     "FixedKLController",
 ]
@@ -66,24 +71,32 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1"
     return fn(logp - ref_logp)
 
 
-def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:
+def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str, max_len: int | None = None) -> torch.Tensor:
     if reduction == "token":
         return masked_mean(per_token, mask)
-    if reduction == "sequence":
-        per_row = masked_mean(per_token, mask, dim=-1)  # [B]; 0 for an empty row
+    if reduction in ("sequence", "constant"):
+        if reduction == "sequence":
+            per_row = masked_mean(per_token, mask, dim=-1)  # [B]; 0 for an empty row
+        else:  # Dr. GRPO: a token sum over a fixed length, not the response's own length
+            if not max_len or max_len < 1:
+                raise ValueError(f"max_len: must be >= 1 for reduction 'constant', got {max_len}")
+            per_row = masked_sum(per_token, mask, dim=-1) / max_len
         return masked_mean(per_row, mask.bool().any(dim=-1))  # over the non-empty rows only
-    raise ValueError(f"reduction: must be 'token' or 'sequence', got {reduction!r}")
+    raise ValueError(f"reduction: must be 'token', 'sequence' or 'constant', got {reduction!r}")
 
 
 def _clipped_surrogate(
-    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip_eps: float
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip_eps: float,
+    clip_eps_high: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token -min(r A, clip(r, 1-eps, 1+eps) A), the ratio r, and where the clipped term is active."""
-    if clip_eps <= 0:
-        raise ValueError(f"clip_eps: must be > 0, got {clip_eps}")
+    """Per-token -min(r A, clip(r, 1-eps, 1+eps_high) A), the ratio r, and where the clipped term is
+    active. ``clip_eps_high=None`` is the symmetric PPO clip (eps_high = eps)."""
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    if clip_eps <= 0 or high <= 0:
+        raise ValueError(f"clip_eps: must be > 0, got {clip_eps} (high {high})")
     ratio = torch.exp(logp - old_logp)  # r_t = pi(a|s) / pi_old(a|s)
     unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + high)
     per_token = torch.maximum(unclipped, clipped)  # Schulman et al. 2017 eq. 7 (negated)
     return per_token, ratio, clipped > unclipped
 
@@ -185,6 +198,8 @@ def grpo_policy_loss(
     beta: float = 0.04,
     kl_estimator: str = "k3",
     reduction: str = "sequence",
+    clip_eps_high: float | None = None,
+    max_len: int | None = None,
 ) -> tuple[torch.Tensor, Stats]:
     """GRPO objective (Shao et al. 2024, eq. 3) as a loss: clipped surrogate plus a KL term.
 
@@ -198,8 +213,13 @@ def grpo_policy_loss(
         KL_t (k3)  = exp(ref_logp - logp) - 1 - (ref_logp - logp)
         L = mean over responses of the mean over their tokens        (reduction="sequence", paper)
           | mean over all valid tokens of the batch                   (reduction="token")
+          | mean over responses of (sum over their tokens) / max_len  (reduction="constant")
+
+    ``clip_eps_high`` (None = ``clip_eps``) is the upper clip 1 + eps_high of DAPO's decoupled clip
+    (:func:`rlhfkit.losses.policy_variants.dapo_policy_loss`).
 
     Stats: ``loss``, ``policy_loss`` (surrogate part), ``kl`` (mean per-token KL), ``clipfrac``,
+    ``clipfrac_low`` / ``clipfrac_high`` (tokens clipped below 1 - eps / above 1 + eps_high),
     ``ratio``, ``approx_kl`` (k3 of old vs new).
     """
     if old_logp is None:
@@ -207,25 +227,96 @@ def grpo_policy_loss(
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(-1).expand_as(logp)  # [B] -> [B, T]
     check_same_shape(logp=logp, old_logp=old_logp, ref_logp=ref_logp, advantages=advantages, mask=mask)
-    surrogate, ratio, clip_active = _clipped_surrogate(logp, old_logp, advantages, clip_eps)
-    if beta != 0:
-        if ref_logp is None:
-            raise ValueError("ref_logp: required when beta != 0")
-        kl = kl_penalty(logp, ref_logp, kl_estimator)
-    else:
-        kl = torch.zeros_like(logp)
+    surrogate, ratio, clip_active = _clipped_surrogate(logp, old_logp, advantages, clip_eps, clip_eps_high)
+    kl = kl_term(logp, ref_logp, beta, kl_estimator)
     per_token = surrogate + beta * kl
-    loss = _reduce(per_token, mask, reduction)
+    loss = _reduce(per_token, mask, reduction, max_len)
     with torch.no_grad():
         stats = {
             "loss": loss.detach(),
-            "policy_loss": _reduce(surrogate, mask, reduction),
+            "policy_loss": _reduce(surrogate, mask, reduction, max_len),
             "kl": masked_mean(kl, mask),
             "clipfrac": masked_mean(clip_active.float(), mask),
+            "clipfrac_low": masked_mean((clip_active & (ratio < 1)).float(), mask),
+            "clipfrac_high": masked_mean((clip_active & (ratio > 1)).float(), mask),
             "ratio": masked_mean(ratio, mask),
             "approx_kl": masked_mean(kl_penalty(old_logp, logp.detach(), "k3"), mask),
         }
     return loss, stats
+
+
+def kl_term(logp: torch.Tensor, ref_logp: torch.Tensor | None, beta: float, estimator: str) -> torch.Tensor:
+    """Per-token KL(pi || pi_ref) ``[B, T]`` for a ``beta * KL`` loss term; zeros when ``beta == 0``
+    (then ``ref_logp`` may be None)."""
+    if beta == 0:
+        return torch.zeros_like(logp)
+    if ref_logp is None:
+        raise ValueError("ref_logp: required when beta != 0")
+    return kl_penalty(logp, ref_logp, estimator)
+
+
+def ppo_kl_penalty_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float,
+    reduction: str = "token",
+) -> tuple[torch.Tensor, Stats]:
+    """PPO's KL-penalty variant (Schulman et al. 2017, sec. 4, eq. 8), all inputs ``[B, T]``: no
+    clipping; the policy is held near the rollout policy by a KL penalty instead.
+
+        L^KLPEN = -E_t[ r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)] ]
+        r_t = exp(logp_t - old_logp_t);   KL_t (k3, from the token sampled by pi_old)
+            = exp(logp_t - old_logp_t) - 1 - (logp_t - old_logp_t)
+
+    k3 is the unbiased sampled-token estimate of the per-state KL (Schulman 2020); the paper uses
+    the exact KL over actions. Adapt ``beta`` between updates with :class:`PolicyKLController`.
+
+    Stats: ``loss``, ``policy_kl`` (mean KL_t), ``ratio`` (mean r), ``approx_kl`` (= policy_kl,
+    the name PPO-clip logs), ``clipfrac`` (0: nothing is clipped).
+    """
+    check_same_shape(logp=logp, old_logp=old_logp, advantages=advantages, mask=mask)
+    if beta < 0:
+        raise ValueError(f"beta: must be >= 0, got {beta}")
+    ratio = torch.exp(logp - old_logp)
+    kl = kl_penalty(old_logp, logp, "k3")  # KL(pi_old || pi) per token, grad through logp
+    loss = _reduce(-advantages * ratio + beta * kl, mask, reduction)  # eq. 8, negated
+    with torch.no_grad():
+        policy_kl = masked_mean(kl, mask)
+        stats = {"loss": loss.detach(), "policy_kl": policy_kl, "approx_kl": policy_kl,
+                 "ratio": masked_mean(ratio, mask), "clipfrac": torch.zeros(())}
+    return loss, stats
+
+
+class PolicyKLController:
+    """The adaptive beta of PPO's KL-penalty variant (Schulman et al. 2017, sec. 4): after each
+    policy update, with d = the mean KL(pi_old || pi) it reached,
+
+        d < d_target / 1.5:  beta <- beta / 2
+        d > d_target * 1.5:  beta <- beta * 2
+
+    ``target=0`` keeps beta fixed. ``value`` is the current beta."""
+
+    def __init__(self, init_beta: float, target: float):
+        if init_beta <= 0 or target < 0:
+            raise ValueError(f"init_beta: must be > 0 and target >= 0, got {init_beta} and {target}")
+        self.value = float(init_beta)
+        self.target = float(target)
+
+    def update(self, policy_kl: float | torch.Tensor) -> float:
+        d = float(policy_kl)
+        if self.target > 0 and d < self.target / 1.5:
+            self.value /= 2
+        elif self.target > 0 and d > self.target * 1.5:
+            self.value *= 2
+        return self.value
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value, "target": self.target}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value, self.target = float(state["value"]), float(state["target"])
 
 
 class AdaptiveKLController:
