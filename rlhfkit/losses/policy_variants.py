@@ -71,7 +71,8 @@ def dapo_keep_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     where every sample of the group got the same reward (its advantages are all 0: no gradient,
     only a smaller batch)."""
     if rewards.dim() != 1 or group_size < 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards: expected [N*G] with G = group_size {group_size}, got {tuple(rewards.shape)}")
+        raise ValueError(f"rewards: expected [N*G] with G = group_size {group_size}, "
+                         f"got {tuple(rewards.shape)}")
     grouped = rewards.view(-1, group_size)  # [N, G]
     return grouped.max(dim=1).values != grouped.min(dim=1).values
 

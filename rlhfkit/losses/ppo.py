@@ -71,7 +71,8 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1"
     return fn(logp - ref_logp)
 
 
-def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str, max_len: int | None = None) -> torch.Tensor:
+def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str,
+            max_len: int | None = None) -> torch.Tensor:
     if reduction == "token":
         return masked_mean(per_token, mask)
     if reduction in ("sequence", "constant"):
@@ -159,8 +160,9 @@ def value_loss(
                     L = 0.5 * mean max((V - R)^2, (V_clip - R)^2)     (Huang et al. 2023, PPO detail)
 
     Stats: ``loss``, ``vf_clipfrac`` (share of valid tokens where V is outside V_old +- eps and the
-    clipped error is the larger one; 0 without clipping), ``explained_variance`` (1 - Var(R - V)/Var(R); nan when the returns
-    are constant), ``values`` (mean V), ``returns`` (mean R).
+    clipped error is the larger one; 0 without clipping), ``explained_variance``
+    (1 - Var(R - V)/Var(R); nan when the returns are constant), ``values`` (mean V), ``returns``
+    (mean R).
     """
     check_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
     err = (values - returns) ** 2

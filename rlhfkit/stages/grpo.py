@@ -9,11 +9,15 @@ One iteration, top to bottom:
   3. advantage group-relative, one number per response (rlhfkit.losses.group_advantages):
                  grpo (Shao et al. 2024):      A_i = (r_i - mean_g) / (std_g + eps)
                  rloo (Ahmadian et al. 2024):  A_i = r_i - mean of the other G - 1 rewards
+               or per token, reinforce_pp (Hu 2025): returns of r_t = -beta KL_t (+ score at the
+               end), normalised over the batch (rlhfkit.losses.reinforce_pp_advantages);
                KL as a reward penalty (kl.mode=reward): r_i <- r_i - beta * sum_t KL_t first;
                with rollout.missing_eos=drop a response without EOS gets no loss but still
-               counts in its group's baseline
+               counts in its group's baseline; grpo.dynamic_sampling drops groups whose scores
+               are all equal (DAPO)
   4. update    clipped surrogate per token, plus beta * KL_t (k3) as a loss term when
-               kl.mode=loss (grpo_policy_loss); epochs x shuffled minibatches, lr -> 0
+               kl.mode=loss; grpo.loss picks the variant (rlhfkit.losses.GROUP_LOSSES: grpo,
+               dr_grpo, dapo, gspo); epochs x shuffled minibatches, lr -> 0
 
 Rollout, scoring, the update loop, checkpoints and the final save are the same code as PPO
 (rlhfkit.rl), only the advantages and the loss differ.
@@ -33,22 +37,38 @@ from rlhfkit.train.config import OptimConfig, TrainConfig
 
 @dataclass
 class GroupParams:
-    method: Literal["grpo", "rloo"] = opt(
-        "grpo", "advantage baseline: grpo (group mean, / std) or rloo (leave-one-out mean)")
+    method: Literal["grpo", "rloo", "reinforce_pp"] = opt(
+        "grpo", "advantage: grpo (group mean, / std), rloo (leave-one-out mean) or reinforce_pp "
+                "(REINFORCE++, Hu 2025: no group baseline, the token KL in the reward, returns "
+                "normalised over the whole batch; needs kl.mode=reward, allows group_size 1)")
     group_size: int = opt(4, "G: responses sampled per prompt")
     prompts_per_batch: int = opt(16, "prompts per rollout batch (x group_size responses)")
     epochs: int = opt(1, "passes over each rollout batch (1 = on-policy: ratio 1, the clip is inactive)")
-    clip_eps: float = opt(0.2, "policy ratio clip epsilon")
+    loss: Literal["grpo", "dr_grpo", "dapo", "gspo"] = opt(
+        "grpo", "policy loss (rlhfkit.losses.policy_variants): grpo (Shao et al. 2024); dr_grpo (Liu et al. "
+                "2025: token sums over rollout.max_new_tokens, no std division unless std_normalize=true); "
+                "dapo (Yu et al. 2025: clip-higher, token mean); gspo (Zheng et al. 2025: one length-"
+                "normalised ratio per response; the paper clips at clip_eps=0.0003 clip_eps_high=0.0004)")
+    clip_eps: float = opt(
+        0.2, "policy ratio clip epsilon (the lower bound 1 - clip_eps when clip_eps_high is set)")
+    clip_eps_high: float = opt(
+        0.0, "upper clip 1 + clip_eps_high (0 = the loss's default: clip_eps; 0.28 dapo, 0.0004 gspo)")
+    dynamic_sampling: bool = opt(
+        False, "DAPO's filter: leave out of the update the groups whose scores are all equal (no "
+               "advantage, only a smaller batch); the batch is not refilled")
     std_normalize: bool | None = opt(
-        None, "divide advantages by the group std (default: true for grpo, false for rloo)")
+        None, "divide advantages by the group std (default: true for grpo, false for rloo and loss=dr_grpo)")
     reduction: Literal["sequence", "token"] = opt(
-        "sequence", "loss averaging: per response then over responses (GRPO paper) or over all tokens")
+        "sequence", "loss=grpo averaging: per response then over responses (GRPO paper) or over all tokens")
 
     def validate(self) -> None:
-        if self.group_size < 2:
+        least = 1 if self.method == "reinforce_pp" else 2
+        if self.group_size < least or (self.dynamic_sampling and self.group_size < 2):
             raise ValueError("group_size must be >= 2 (a group baseline needs company)")
         if self.prompts_per_batch < 1 or self.epochs < 1:
             raise ValueError("prompts_per_batch and epochs must be >= 1")
+        if self.clip_eps <= 0 or self.clip_eps_high < 0:
+            raise ValueError("clip_eps must be > 0 and clip_eps_high >= 0")
 
 
 @dataclass
@@ -73,6 +93,8 @@ class GRPOConfig(RLStageConfig):
 
     def validate(self) -> None:
         validate_rl_train(self.train, self.grpo.prompts_per_batch * self.grpo.group_size)
+        if self.grpo.method == "reinforce_pp" and self.kl.mode != "reward":
+            raise ValueError("grpo.method=reinforce_pp puts the token KL in the reward: set kl.mode=reward")
 
 
 @dataclass
@@ -90,27 +112,40 @@ class RLOOConfig(GRPOConfig):
 
 
 def group_relative(exp: Any, cfg: GRPOConfig) -> tuple[Any, dict]:
-    """Scores -> per-response advantages [B] (written into ``exp`` as [B, T]); returns
-    (per-response KL [B] or None, stats)."""
+    """Scores -> advantages written into ``exp`` as [B, T] (one per response for grpo/rloo, per
+    token for reinforce_pp); returns (per-response KL [B] or None, stats)."""
     import torch
 
-    from rlhfkit.losses import group_advantages, kl_penalty
+    from rlhfkit.losses import dapo_keep_groups, group_advantages, kl_penalty, reinforce_pp_advantages
 
+    g = cfg.grpo
     scores = exp.scores.clone()
     if cfg.rollout.missing_eos == "penalty":  # the EOS trick, as in PPO
         scores = torch.where(exp.finished.bool(), scores, torch.full_like(scores, cfg.rollout.missing_eos_penalty))
-    seq_kl = None
     stats: dict = {}
+    if g.dynamic_sampling:  # DAPO (Yu et al. 2025): groups with one score for all carry no signal
+        keep = dapo_keep_groups(scores, g.group_size)  # [N]
+        exp.mask = exp.mask * keep.repeat_interleave(g.group_size).to(exp.mask.dtype).unsqueeze(1)
+        stats["dynamic_kept_frac"] = float(keep.float().mean())
+    seq_kl, token_kl = None, torch.zeros_like(exp.real_mask)
     if exp.ref_logprobs is not None:
         k1 = kl_penalty(exp.logprobs, exp.ref_logprobs, "k1")
         seq_kl = (k1 * exp.real_mask).sum(1)  # [B] logged in the same units as PPO
         stats["kl"] = float(seq_kl.mean())
         if cfg.kl.mode == "reward":
-            shaped = kl_penalty(exp.logprobs, exp.ref_logprobs, cfg.kl.estimator)
-            scores = scores - cfg.kl.coef * (shaped * exp.real_mask).sum(1)
-    adv, g_stats = group_advantages(scores, cfg.grpo.group_size, cfg.grpo.method, cfg.grpo.std_normalize)
+            token_kl = kl_penalty(exp.logprobs, exp.ref_logprobs, cfg.kl.estimator) * exp.real_mask
+    stats["reward"] = float((scores - cfg.kl.coef * token_kl.sum(1)).mean())
+    if g.method == "reinforce_pp":  # Hu 2025: token KL in the reward, batch-normalised returns
+        adv, _ = reinforce_pp_advantages(scores, token_kl, exp.real_mask, cfg.kl.coef,
+                                         keep=exp.mask.bool().any(dim=1))
+        exp.advantages = adv * exp.mask
+        return seq_kl, stats
+    std = g.std_normalize
+    if std is None and g.loss == "dr_grpo":
+        std = False  # Liu et al. 2025: no division by the group std
+    adv, g_stats = group_advantages(scores - cfg.kl.coef * token_kl.sum(1), g.group_size, g.method, std)
     exp.advantages = adv.unsqueeze(1) * exp.mask  # [B] -> [B, T], 0 on padding
-    stats.update({"reward": float(scores.mean()), "group_reward_std": float(g_stats["reward_std"]),
+    stats.update({"group_reward_std": float(g_stats["reward_std"]),
                   "zero_std_frac": float(g_stats["zero_std_frac"])})
     return seq_kl, stats
 
@@ -120,7 +155,7 @@ def group_relative(exp: Any, cfg: GRPOConfig) -> tuple[Any, dict]:
 
 
 def grpo_loss(roles: Any, exp: Any, rows: list, cfg: GRPOConfig, temperature: float):
-    from rlhfkit.losses import grpo_policy_loss, masked_mean
+    from rlhfkit.losses import GROUP_LOSSES, GroupLossParams, masked_mean
     from rlhfkit.rl.forward import token_logprobs
 
     part = exp.select(rows)
@@ -129,12 +164,15 @@ def grpo_loss(roles: Any, exp: Any, rows: list, cfg: GRPOConfig, temperature: fl
     logp, entropy, _ = token_logprobs(roles.policy, seq, part.response_ids, temperature, entropy="stat")
     mask = part.mask[:, :T]
     in_loss = cfg.kl.mode == "loss" and cfg.kl.coef > 0
-    loss, stats = grpo_policy_loss(
+    params = GroupLossParams(clip_low=cfg.grpo.clip_eps, clip_high=cfg.grpo.clip_eps_high or None,
+                             beta=cfg.kl.coef if in_loss else 0.0, kl_estimator=cfg.kl.estimator,
+                             reduction=cfg.grpo.reduction, max_len=cfg.rollout.max_new_tokens)
+    loss, stats = GROUP_LOSSES[cfg.grpo.loss].fn(  # Shao et al. 2024 eq. 3, or a variant
         logp, part.logprobs[:, :T], part.ref_logprobs[:, :T] if in_loss else None,
-        part.advantages[:, :T], mask, clip_eps=cfg.grpo.clip_eps, beta=cfg.kl.coef if in_loss else 0.0,
-        kl_estimator=cfg.kl.estimator, reduction=cfg.grpo.reduction)  # Shao et al. 2024 eq. 3
-    out = {"policy_loss": stats["policy_loss"], "loss": stats["loss"], "clipfrac": stats["clipfrac"],
-           "approx_kl": stats["approx_kl"], "ratio": stats["ratio"], "entropy": masked_mean(entropy, mask)}
+        part.advantages[:, :T], mask, params)
+    out = {k: stats[k] for k in ("policy_loss", "loss", "clipfrac", "clipfrac_low", "clipfrac_high",
+                                 "approx_kl", "ratio") if k in stats}
+    out["entropy"] = masked_mean(entropy, mask)
     if in_loss:
         out["kl_term"] = stats["kl"]
     return loss, out
@@ -159,6 +197,7 @@ def grpo_iteration(cfg: GRPOConfig, s: Any, optimizer: Any, scheduler: Any, para
     """Build ``iteration(step) -> stats`` (steps 1-4 of the module docstring)."""
     import torch
 
+    from rlhfkit.losses import GROUP_LOSSES
     from rlhfkit.rl import loop
     from rlhfkit.rl.experience import collect
     from rlhfkit.rl.update import row_weights, run_epochs
@@ -182,7 +221,9 @@ def grpo_iteration(cfg: GRPOConfig, s: Any, optimizer: Any, scheduler: Any, para
         t0 = time.time()
         roles.train(True)
         gen = torch.Generator().manual_seed(train.seed * 7919 + step)
-        upd = run_epochs(n_rows=len(exp), row_weights=row_weights(exp.mask, g.reduction), epochs=g.epochs, minibatch=minibatch,
+        weighting = GROUP_LOSSES[g.loss].reduction or g.reduction  # as the loss averages
+        upd = run_epochs(n_rows=len(exp), row_weights=row_weights(exp.mask, weighting), epochs=g.epochs,
+                         minibatch=minibatch,
                          micro=train.micro_batch_size, generator=gen,
                          loss_on=lambda rows: grpo_loss(roles, exp, rows, cfg, temperature),
                          optimizer=optimizer, scheduler=scheduler, params=params,

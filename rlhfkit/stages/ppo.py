@@ -12,7 +12,8 @@ implementation details from Huang et al. 2023/2024):
                with ppo.score_baseline=group the score minus the mean of the other samples of
                its prompt (leave-one-out, Ahmadian et al. 2024)
   4. advantage GAE(gamma, lambda) over the response tokens; returns = A + V; A whitened
-  5. update    epochs x shuffled minibatches: clipped surrogate + vf_coef * (clipped) value loss
+  5. update    epochs x shuffled minibatches: clipped surrogate (or, ppo.variant=kl_penalty, the
+               KL-penalised one) + vf_coef * (clipped) value loss
                (- entropy_coef * entropy), grad accumulation, grad-norm clipping, lr -> 0
 
 Setup, checkpoints/resume, evaluation and the final save live in rlhfkit.rl.loop, shared with
@@ -26,6 +27,8 @@ Metrics (one row per iteration in metrics.jsonl):
   score_baseline   ppo.score_baseline=group: mean of the baselines subtracted from the scores
   policy_loss, value_loss, entropy, clipfrac, approx_kl, ratio, vf_clipfrac, explained_variance
                    means over the iteration's micro-batches (rlhfkit.losses.ppo)
+  policy_kl, policy_kl_coef   ppo.variant=kl_penalty: mean KL(pi_old || pi) per token over the
+                   update, and the beta that penalised it
   response_length, eos_frac   mean response tokens, share of responses that ended with EOS
   time_rollout, time_scoring, time_update, time_iteration   seconds; tokens_per_s = response
                    tokens / (rollout + scoring + update); hacking/<detector> = 1 when it fired
@@ -54,7 +57,14 @@ class PPOParams:
                 "same prompt (leave-one-out, needs samples_per_prompt >= 2) before the KL shaping and GAE, "
                 "so the advantages compare answers to one prompt instead of easy and hard prompts")
     epochs: int = opt(4, "PPO epochs over each rollout batch (reshuffled minibatches each time)")
+    variant: Literal["clip", "kl_penalty"] = opt(
+        "clip", "policy loss: clip (clipped surrogate, Schulman et al. 2017 eq. 7) or kl_penalty (no "
+                "clipping; a penalty beta * KL(pi_old || pi) with beta adapted after each update, sec. 4)")
     clip_eps: float = opt(0.2, "policy ratio clip epsilon")
+    kl_penalty_beta: float = opt(1.0, "variant=kl_penalty: initial beta of the policy KL penalty")
+    kl_penalty_target: float = opt(
+        0.01, "variant=kl_penalty: target KL(pi_old || pi) per token after an update; beta halves below "
+              "target / 1.5 and doubles above target * 1.5 (0 = fixed beta)")
     value_clip_eps: float = opt(0.2, "value clip around the rollout-time values (0 = no clipping)")
     vf_coef: float = opt(0.1, "weight of the value loss in the combined loss")
     entropy_coef: float = opt(0.0, "entropy bonus weight (0 = off, the RLHF default)")
@@ -70,6 +80,8 @@ class PPOParams:
             raise ValueError("score_baseline=group needs samples_per_prompt >= 2")
         if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
             raise ValueError("gamma and lam must be in [0, 1]")
+        if self.kl_penalty_beta <= 0 or self.kl_penalty_target < 0:
+            raise ValueError("kl_penalty_beta must be > 0 and kl_penalty_target >= 0")
 
 
 @dataclass
@@ -182,8 +194,8 @@ def shape_rewards(exp: Any, cfg: PPOConfig, beta: float) -> tuple[Any, dict]:
 # Step 5: the loss on one micro-batch
 
 
-def ppo_loss(roles: Any, exp: Any, rows: list, cfg: PPOConfig, temperature: float):
-    from rlhfkit.losses import masked_mean, policy_loss, value_loss
+def ppo_loss(roles: Any, exp: Any, rows: list, cfg: PPOConfig, temperature: float, policy_beta: float = 0.0):
+    from rlhfkit.losses import masked_mean, policy_loss, ppo_kl_penalty_loss, value_loss
     from rlhfkit.rl.forward import token_logprobs, value_model_values
 
     part = exp.select(rows)
@@ -195,8 +207,12 @@ def ppo_loss(roles: Any, exp: Any, rows: list, cfg: PPOConfig, temperature: floa
     if roles.value is not None:
         values = value_model_values(roles.value, seq)
     mask = part.mask[:, :T]
-    p_loss, p_stats = policy_loss(logp, part.logprobs[:, :T], part.advantages[:, :T], mask,
-                                  cfg.ppo.clip_eps)  # Schulman et al. 2017 eq. 7
+    if cfg.ppo.variant == "kl_penalty":
+        p_loss, p_stats = ppo_kl_penalty_loss(logp, part.logprobs[:, :T], part.advantages[:, :T], mask,
+                                              policy_beta)  # Schulman et al. 2017 eq. 8
+    else:
+        p_loss, p_stats = policy_loss(logp, part.logprobs[:, :T], part.advantages[:, :T], mask,
+                                      cfg.ppo.clip_eps)  # Schulman et al. 2017 eq. 7
     v_loss, v_stats = value_loss(values, part.values[:, :T], part.returns[:, :T], mask,
                                  cfg.ppo.value_clip_eps or None)
     ent = masked_mean(entropy, mask)
@@ -205,6 +221,8 @@ def ppo_loss(roles: Any, exp: Any, rows: list, cfg: PPOConfig, temperature: floa
              "clipfrac": p_stats["clipfrac"], "approx_kl": p_stats["approx_kl"],
              "ratio": p_stats["ratio"], "vf_clipfrac": v_stats["vf_clipfrac"],
              "explained_variance": v_stats["explained_variance"]}
+    if "policy_kl" in p_stats:
+        stats["policy_kl"] = p_stats["policy_kl"]
     return loss, stats
 
 
@@ -230,6 +248,7 @@ def ppo_iteration(cfg: PPOConfig, s: Any, optimizer: Any, scheduler: Any, params
     objects a checkpoint must keep."""
     import torch
 
+    from rlhfkit.losses import PolicyKLController
     from rlhfkit.rl import loop
     from rlhfkit.rl.experience import collect
     from rlhfkit.rl.update import row_weights, run_epochs
@@ -237,6 +256,11 @@ def ppo_iteration(cfg: PPOConfig, s: Any, optimizer: Any, scheduler: Any, params
     roles, ppo, train = s.roles, cfg.ppo, cfg.train
     minibatch = train.micro_batch_size * train.grad_accum
     kl_ctl = make_kl_controller(cfg.kl)
+    stateful = {"kl_controller": kl_ctl}
+    policy_kl = None
+    if ppo.variant == "kl_penalty":  # beta of the policy KL penalty, adapted after each update
+        policy_kl = PolicyKLController(ppo.kl_penalty_beta, ppo.kl_penalty_target)
+        stateful["policy_kl_controller"] = policy_kl
     temperature = cfg.rollout.temperature
 
     def iteration(step: int) -> dict:
@@ -257,9 +281,13 @@ def ppo_iteration(cfg: PPOConfig, s: Any, optimizer: Any, scheduler: Any, params
         gen = torch.Generator().manual_seed(train.seed * 7919 + step)
         upd = run_epochs(n_rows=len(exp), row_weights=row_weights(exp.mask, "token"), epochs=ppo.epochs,
                          minibatch=minibatch, micro=train.micro_batch_size, generator=gen,
-                         loss_on=lambda rows: ppo_loss(roles, exp, rows, cfg, temperature),
+                         loss_on=lambda rows: ppo_loss(roles, exp, rows, cfg, temperature,
+                                                       policy_kl.value if policy_kl else 0.0),
                          optimizer=optimizer, scheduler=scheduler, params=params,
                          max_grad_norm=cfg.optim.max_grad_norm)
+        if policy_kl is not None:  # Schulman et al. 2017 sec. 4: beta for the next update
+            upd["policy_kl_coef"] = policy_kl.value
+            policy_kl.update(upd["policy_kl"])
         roles.train(False)
         s.engine.update_weights(roles.policy)
         t_update = time.time() - t0
@@ -267,7 +295,7 @@ def ppo_iteration(cfg: PPOConfig, s: Any, optimizer: Any, scheduler: Any, params
         return {**scored.stats, **reward_stats, **upd, "kl_coef": beta, "time_update": t_update,
                 "tokens_per_s": float(exp.real_mask.sum()) / max(1e-9, total)}
 
-    return iteration, {"kl_controller": kl_ctl}
+    return iteration, stateful
 
 
 # ---------------------------------------------------------------------------------------------

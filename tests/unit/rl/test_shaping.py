@@ -109,3 +109,38 @@ def test_rloo_with_kl_reward_penalty_and_eos_trick():
     assert exp.advantages[:, 0].tolist() == pytest.approx([2.5 - (-0.5), 1 - 0.25, -2 - 1.75])
     assert exp.advantages[2, 1] == 0.0  # padding keeps no advantage
     assert stats["kl"] == pytest.approx(1 / 3)
+
+
+def test_dynamic_sampling_and_dr_grpo_advantages():
+    """Scores [1, 0 | 2, 2]: the second group has one score for all and leaves the update
+    (grpo.dynamic_sampling); loss=dr_grpo keeps A = r - mean_g without the std division."""
+    cfg = GRPOConfig()
+    cfg = replace(cfg, grpo=replace(cfg.grpo, group_size=2, loss="dr_grpo", dynamic_sampling=True),
+                  kl=replace(cfg.kl, coef=0.0), rollout=replace(cfg.rollout, missing_eos="keep"))
+    exp = _exp(logp=[[0.0]] * 4, ref=[[0.0]] * 4, mask=[[1.0]] * 4, scores=[1.0, 0.0, 2.0, 2.0],
+               finished=[True] * 4)
+    exp.ref_logprobs = None
+    _, stats = group_relative(exp, cfg)
+    assert exp.advantages[:, 0].tolist() == [0.5, -0.5, 0.0, 0.0]
+    assert exp.mask[:, 0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert stats["dynamic_kept_frac"] == 0.5
+
+
+def test_reinforce_pp_token_advantages_with_kl_in_the_reward():
+    """k1 KL [[0.5, 0, -0.5], [0.5, 0, -]] x beta 0.1 in the reward, scores [1, 0]: returns-to-go
+    [1, 1.05, 1.05 | -0.05, 0], normalised over the 5 tokens (mean 0.61, var 0.33675)."""
+    cfg = GRPOConfig()
+    cfg = replace(cfg, grpo=replace(cfg.grpo, method="reinforce_pp", group_size=1),
+                  kl=replace(cfg.kl, coef=0.1, mode="reward", estimator="k1"),
+                  rollout=replace(cfg.rollout, missing_eos="keep"))
+    cfg.validate()
+    exp = _exp(logp=[[-1.0, -2.0, -1.0], [-0.5, -1.0, 0.0]], ref=[[-1.5, -2.0, -0.5], [-1.0, -1.0, 0.0]],
+               mask=[[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]], scores=[1.0, 0.0], finished=[True, True])
+    _, stats = group_relative(exp, cfg)
+    std = 0.33675 ** 0.5
+    expected = [(g - 0.61) / std for g in (1.0, 1.05, 1.05)]
+    assert exp.advantages[0].tolist() == pytest.approx(expected, abs=1e-5)
+    assert exp.advantages[1].tolist() == pytest.approx([-0.66 / std, -0.61 / std, 0.0], abs=1e-5)
+    assert stats["reward"] == pytest.approx(0.5 - 0.1 * 0.25)  # mean score - beta * mean KL
+    with pytest.raises(ValueError, match="kl.mode=reward"):
+        replace(cfg, kl=replace(cfg.kl, mode="loss")).validate()
