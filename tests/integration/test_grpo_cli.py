@@ -1,5 +1,6 @@
-"""GRPO and RLOO through the CLI on the tiny prior model: both raise a rule-based reward, and
-GRPO with beta 0 runs without loading a reference model."""
+"""GRPO and RLOO through the CLI on the tiny prior model: both raise a rule-based reward, so do the
+policy-gradient variants (Dr. GRPO, DAPO, GSPO, REINFORCE++), and GRPO with beta 0 runs without
+loading a reference model."""
 
 import json
 
@@ -48,6 +49,35 @@ def test_group_methods_raise_a_rule_based_reward(command, prior_model, tmp_path,
     assert not (out / "final" / "value").exists()  # no value model
 
 
+VARIANTS = {
+    "dr_grpo": ["grpo.loss=dr_grpo"],
+    "dapo": ["grpo.loss=dapo", "grpo.dynamic_sampling=true"],
+    "gspo": ["grpo.loss=gspo", "grpo.clip_eps=0.0003", "grpo.clip_eps_high=0.0004"],
+    "reinforce_pp": ["grpo.method=reinforce_pp", "kl.mode=reward", "kl.estimator=k1", "kl.coef=0.01"],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_policy_gradient_variants_raise_a_rule_based_reward(variant, prior_model, tmp_path, capsys):
+    """Each variant (rlhfkit.losses.policy_variants, reinforce_pp_advantages) as a config choice:
+    measured 0.34 -> 0.84..1.0 over 6 iterations on this seed; each logs its own statistics."""
+    out = tmp_path / variant
+    assert run_cli(*args("grpo", prior_model, out, "train.max_steps=6", "data.eval_prompts=0",
+                         *VARIANTS[variant])) == 0
+    rows = scores(out)
+    first = sum(r["score"] for r in rows[:2]) / 2
+    last = sum(r["score"] for r in rows[-2:]) / 2
+    assert last > first + 0.2, [round(r["score"], 3) for r in rows]
+    if variant == "dapo":  # dynamic sampling left groups out; clip-higher statistics logged
+        assert all(0 < r["dynamic_kept_frac"] <= 1 for r in rows) and "clipfrac_high" in rows[-1]
+        assert min(r["dynamic_kept_frac"] for r in rows) < 1
+    if variant == "gspo":  # whole responses clipped at 1 +- 3e-4 in the second epoch
+        assert max(r["clipfrac"] for r in rows) > 0 and "clipfrac_high" not in rows[-1]
+    if variant == "reinforce_pp":  # token advantages, no group statistics; KL in the reward
+        assert not any("group_reward_std" in r for r in rows) and "kl_term" not in rows[-1]
+        assert "REINFORCE_PP finished: 6 iterations" in capsys.readouterr().out
+
+
 def test_grpo_with_beta_zero_loads_no_reference(prior_model, tmp_path, caplog):
     import logging
 
@@ -65,3 +95,12 @@ def test_group_size_must_be_at_least_two(tmp_path, capsys):
     assert run_cli("grpo", "model=tiny", "reward=length", "grpo.group_size=1",
                    f"train.output_dir={tmp_path / 'g'}") == 2
     assert "group_size must be >= 2" in capsys.readouterr().err
+
+
+def test_reinforce_pp_needs_the_kl_in_the_reward(tmp_path, capsys):
+    assert run_cli("grpo", "model=tiny", "reward=length", "grpo.method=reinforce_pp",
+                   f"train.output_dir={tmp_path / 'r'}") == 2
+    err = capsys.readouterr().err.strip()
+    assert "set kl.mode=reward" in err and len(err.splitlines()) == 1
+    assert run_cli("grpo", "model=tiny", "reward=length", "grpo.method=reinforce_pp", "grpo.group_size=1",
+                   "kl.mode=reward", "--show-config") == 0  # no group needed

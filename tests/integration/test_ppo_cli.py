@@ -217,3 +217,24 @@ def test_samples_per_prompt_with_a_group_baseline(prior_model, tmp_path):
     # the baseline was applied: leave-one-out means of two samples average to the mean score (> 0
     # for this length reward); a run without the baseline reports none
     assert row["score_baseline"] == pytest.approx(row["score"]) and row["score"] > 0
+
+
+def test_kl_penalty_variant_adapts_its_beta_and_raises_the_reward(prior_model, tmp_path):
+    """ppo.variant=kl_penalty (Schulman et al. 2017 sec. 4): no clipping; after each update beta
+    halves when the policy KL stayed below target / 1.5 and doubles above target * 1.5."""
+    out = tmp_path / "klpen"
+    target = 0.01
+    assert run_cli(*base_args(prior_model, out, "reward=contains:the", "value_model=head", "train.max_steps=6",
+                              "ppo.epochs=4", "optim.lr=3e-3", "ppo.variant=kl_penalty",
+                              "ppo.kl_penalty_beta=0.1", f"ppo.kl_penalty_target={target}",
+                              "data.eval_prompts=0", "samples.prompts=0")) == 0
+    metrics = [r for r in rows(out / "metrics.jsonl") if "score" in r]
+    assert metrics[0]["policy_kl_coef"] == pytest.approx(0.1)
+    for before, after in zip(metrics, metrics[1:]):
+        d = before["policy_kl"]
+        factor = 0.5 if d < target / 1.5 else 2.0 if d > target * 1.5 else 1.0
+        assert after["policy_kl_coef"] == pytest.approx(before["policy_kl_coef"] * factor)
+    assert all(r["clipfrac"] == 0.0 for r in metrics)
+    first = sum(r["score"] for r in metrics[:2]) / 2
+    last = sum(r["score"] for r in metrics[-2:]) / 2
+    assert last > first, [round(r["score"], 3) for r in metrics]
