@@ -223,8 +223,7 @@ def grpo_iteration(cfg: GRPOConfig, s: Any, optimizer: Any, scheduler: Any, para
         gen = torch.Generator().manual_seed(train.seed * 7919 + step)
         weighting = GROUP_LOSSES[g.loss].reduction or g.reduction  # as the loss averages
         upd = run_epochs(n_rows=len(exp), row_weights=row_weights(exp.mask, weighting), epochs=g.epochs,
-                         minibatch=minibatch,
-                         micro=train.micro_batch_size, generator=gen,
+                         minibatch=minibatch, micro=train.micro_batch_size, generator=gen,
                          loss_on=lambda rows: grpo_loss(roles, exp, rows, cfg, temperature),
                          optimizer=optimizer, scheduler=scheduler, params=params,
                          max_grad_norm=cfg.optim.max_grad_norm)
