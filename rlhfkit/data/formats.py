@@ -22,16 +22,20 @@ from typing import Any, Callable
 
 from rlhfkit.data import hh
 from rlhfkit.data.records import (
+    STEP_VALUES,
+    BinaryFeedback,
     DataError,
     LanguageFeedback,
     PreferencePair,
     Ranking,
     ScoreFeedback,
     SFTExample,
+    StepFeedback,
     as_conversation,
 )
 
-KINDS = ("sft", "pairs", "rankings", "scores", "language", "prompts")
+KINDS = ("sft", "pairs", "rankings", "scores", "language", "binary", "steps", "prompts")
+MAX_STEPS = 100
 
 _KNOWN = {
     "sft": {"prompt", "response", "messages"},
@@ -39,6 +43,8 @@ _KNOWN = {
     "rankings": {"prompt", "responses", "ranking"},
     "scores": {"prompt", "response", "score"},
     "language": {"prompt", "response", "feedback"},
+    "binary": {"prompt", "response", "label"},
+    "steps": {"prompt", "steps", "step_labels"},
 }
 
 
@@ -240,6 +246,37 @@ def parse_language(obj: dict, where: str) -> LanguageFeedback:
     return LanguageFeedback(prompt, response, feedback, source=where, meta=_meta(obj, "language", where))
 
 
+def parse_binary(obj: dict, where: str) -> BinaryFeedback:
+    """``{"prompt", "response", "label": true | false}`` (thumbs up / down); 1, 0 or "yes" are refused."""
+    prompt = prompt_field(_get(obj, "prompt", where), where)
+    response = text_field(_get(obj, "response", where), where, "response")
+    label = _get(obj, "label", where)
+    if not isinstance(label, bool):
+        raise DataError(where, "label", f"expected true or false, got {_type(label)}")
+    return BinaryFeedback(prompt, response, label, source=where, meta=_meta(obj, "binary", where))
+
+
+def parse_steps(obj: dict, where: str) -> StepFeedback:
+    """``{"prompt", "steps": [text, ...], "step_labels": [1 | 0 | -1, ...]}``, one mark per step
+    (1 good, 0 neutral, -1 bad)."""
+    prompt = prompt_field(_get(obj, "prompt", where), where)
+    steps, marks = _get(obj, "steps", where), _get(obj, "step_labels", where)
+    if not isinstance(steps, (list, tuple)) or not 1 <= len(steps) <= MAX_STEPS:
+        raise DataError(where, "steps", f"expected a list of 1..{MAX_STEPS} step texts")
+    steps = tuple(text_field(t, where, f"steps[{i}]") for i, t in enumerate(steps))
+    if not isinstance(marks, (list, tuple)):
+        raise DataError(where, "step_labels", f"expected a list of 1, 0 or -1, got {_type(marks)}")
+    if len(marks) != len(steps):
+        raise DataError(where, "step_labels", f"{len(marks)} labels for {len(steps)} steps")
+    for i, mark in enumerate(marks):
+        if type(mark) is not int or mark not in STEP_VALUES:  # bool and 1.0 refused too
+            got = repr(mark)[:40] if isinstance(mark, (int, float, str)) else _type(mark)
+            raise DataError(where, f"step_labels[{i}]", f"expected 1 (good), 0 (neutral) or -1 (bad), "
+                                                        f"got {got}")
+    return StepFeedback(prompt, steps, tuple(int(m) for m in marks), source=where,
+                        meta=_meta(obj, "steps", where))
+
+
 def parse_prompt(obj: dict, where: str) -> tuple | str:
     """The prompt of any record kind, as a Conversation (tuple of Message).
 
@@ -271,6 +308,8 @@ PARSERS: dict[str, Callable[[dict, str], Any]] = {
     "rankings": parse_ranking,
     "scores": parse_score,
     "language": parse_language,
+    "binary": parse_binary,
+    "steps": parse_steps,
     "prompts": parse_prompt,
 }
 

@@ -8,6 +8,7 @@ anything else a record carried (annotator ids, agreement, ...), and survives exp
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
@@ -93,7 +94,35 @@ class LanguageFeedback:
     meta: dict = field(default_factory=dict)
 
 
-Record = Union[SFTExample, PreferencePair, Ranking, ScoreFeedback, LanguageFeedback]
+@dataclass
+class BinaryFeedback:
+    """A thumbs up (``label`` True) or down (False) on one response (the data KTO learns from)."""
+
+    prompt: Conversation
+    response: str
+    label: bool
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+STEP_GOOD, STEP_NEUTRAL, STEP_BAD = 1, 0, -1
+STEP_VALUES = (STEP_GOOD, STEP_NEUTRAL, STEP_BAD)
+
+
+@dataclass
+class StepFeedback:
+    """A multi-step answer with one mark per step: 1 good, 0 neutral, -1 bad (process supervision,
+    Lightman et al. 2023). ``steps[i]`` is the text of step i, ``step_labels[i]`` its mark."""
+
+    prompt: Conversation
+    steps: tuple
+    step_labels: tuple
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+Record = Union[SFTExample, PreferencePair, Ranking, ScoreFeedback, LanguageFeedback, BinaryFeedback,
+               StepFeedback]
 
 
 def as_conversation(value: Any, where: str = "", fieldname: str = "prompt") -> Conversation:
@@ -137,6 +166,8 @@ def record_to_json(record: Record) -> dict:
             data.pop("label")
     if isinstance(record, Ranking):
         data["responses"], data["ranking"] = list(record.responses), list(record.ranking)
+    if isinstance(record, StepFeedback):
+        data["steps"], data["step_labels"] = list(record.steps), list(record.step_labels)
     if not data.get("meta"):
         data.pop("meta", None)
     return data
@@ -156,3 +187,39 @@ def ranking_to_pairs(ranking: Ranking) -> list[PreferencePair]:
                 meta=dict(ranking.meta),
             ))
     return pairs
+
+
+def pair_to_binary(pair: PreferencePair) -> list[BinaryFeedback]:
+    """A preference pair -> one thumbs-up record (the better answer) and one thumbs-down record (the
+    worse), as Ethayarajh et al. (2024) do to train KTO on preference data such as HH.
+    ``label`` < 0.5 means the rejected side won, so
+    the sides swap; a tie (0.5) says neither is good or bad and gives no records."""
+    if pair.label == 0.5:
+        return []
+    good, bad = (pair.chosen, pair.rejected) if pair.label > 0.5 else (pair.rejected, pair.chosen)
+    return [BinaryFeedback(pair.prompt, good, True, source=pair.source, meta=dict(pair.meta)),
+            BinaryFeedback(pair.prompt, bad, False, source=pair.source, meta=dict(pair.meta))]
+
+
+# a line that starts a numbered step: "1. ", "2) ", "(3) ", "Step 4: ", "step 5." (the marker stays in
+# the step's text); "3.5 apples" is not a marker (no space after the dot)
+_NUMBERED = re.compile(r"^[ \t]*(?:step[ \t]*\d{1,3}[.:)]?|\(?\d{1,3}[.):])(?:[ \t]|$)", re.IGNORECASE)
+_BLANK = re.compile(r"\n[ \t]*\n")
+
+
+def split_steps(text: str) -> list[str]:
+    """The steps of a multi-step answer: a new step starts after one or more blank lines and at every
+    line that begins with a step number ("1.", "2)", "(3)", "Step 4:"). Each step is stripped of
+    surrounding whitespace and keeps its number; empty steps are dropped; a single newline inside a
+    step does not split it. Text without either marker is one step; blank text gives no steps.
+    """
+    steps: list[str] = []
+    for block in _BLANK.split(text.replace("\r\n", "\n").replace("\r", "\n")):
+        current: list[str] = []
+        for line in block.split("\n"):
+            if _NUMBERED.match(line) and any(x.strip() for x in current):
+                steps.append("\n".join(current).strip())
+                current = []
+            current.append(line)
+        steps.append("\n".join(current).strip())
+    return [step for step in steps if step]

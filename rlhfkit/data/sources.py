@@ -1,6 +1,7 @@
 """Data locations: a file path, or ``demo:<name>`` for the small demo set shipped in the package
 (``demo:sft``, ``demo:pairs``, ``demo:prompts``, ``demo:rankings``, ``demo:scores``,
-``demo:language``)."""
+``demo:language``, ``demo:steps``: synthetic arithmetic chains with step labels, made by
+:mod:`rlhfkit.data.synthetic`)."""
 
 from __future__ import annotations
 

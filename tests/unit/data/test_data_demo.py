@@ -10,9 +10,10 @@ from rlhfkit.paths import shared_data_dir
 from rlhfkit.resources import DEMO_FILES, demo_path
 
 KIND = {"sft.jsonl": "sft", "pairs.jsonl": "pairs", "prompts.jsonl": "prompts", "rankings.jsonl": "rankings",
-        "scores.jsonl": "scores", "language.jsonl": "language"}
+        "scores.jsonl": "scores", "language.jsonl": "language",
+        "steps.jsonl": "steps"}
 COUNT = {"sft.jsonl": 40, "pairs.jsonl": 40, "prompts.jsonl": 30, "rankings.jsonl": 5, "scores.jsonl": 10,
-         "language.jsonl": 10}
+         "language.jsonl": 10, "steps.jsonl": 60}
 
 
 @pytest.mark.parametrize("name", DEMO_FILES)

@@ -9,6 +9,7 @@ import pytest
 
 from rlhfkit.data.readers import ReadResult, read_many, read_records, write_records
 from rlhfkit.data.records import (
+    BinaryFeedback,
     DataError,
     LanguageFeedback,
     Message,
@@ -16,6 +17,7 @@ from rlhfkit.data.records import (
     Ranking,
     ScoreFeedback,
     SFTExample,
+    StepFeedback,
     record_to_json,
 )
 
@@ -30,6 +32,9 @@ SAMPLES = {
     "rankings": [Ranking(U, ("4", "four", "5"), (0, 1, 2)), Ranking(U, ("a", "b", "c", "d"), (3, 0))],
     "scores": [ScoreFeedback(U, "4.", 7.0), ScoreFeedback(U, "5.", 1.5, meta={"rater": "r1"})],
     "language": [LanguageFeedback(U, "5.", "Wrong: it is 4."), LanguageFeedback(U, "4.", "Correct.")],
+    "binary": [BinaryFeedback(U, "4.", True), BinaryFeedback(U, "5.", False, meta={"rater": "r1"})],
+    "steps": [StepFeedback(U, ("2 + 2 = 4", "The answer is 4."), (1, 0)),
+              StepFeedback(U, ("2 + 2 = 5", "5 * 1 = 5", "The answer is 5."), (-1, -1, -1))],
     "prompts": [U, (Message("user", "Another question?"),)],
 }
 SUFFIXES = [".jsonl", ".jsonl.gz", ".json", ".parquet"]
@@ -188,6 +193,19 @@ BAD = [
     ("scores", '{"prompt": "q", "response": "r", "score": NaN}', "score: expected a finite number, got nan"),
     ("language", '{"prompt": "q", "response": "r"}', "feedback: missing"),
     ("prompts", '{"text": "q"}', "prompt: missing"),
+    ("binary", '{"prompt": "q", "response": "r", "label": 1}', "label: expected true or false, got a number"),
+    ("binary", '{"prompt": "q", "response": "r", "label": "true"}', "label: expected true or false, got a string"),
+    ("binary", '{"prompt": "q", "response": "r"}', "label: missing"),
+    ("binary", '{"prompt": "q", "response": "", "label": true}', "response: empty string"),
+    ("steps", '{"prompt": "q", "steps": ["a", "b"], "step_labels": [1]}', "step_labels: 1 labels for 2 steps"),
+    ("steps", '{"prompt": "q", "steps": ["a"], "step_labels": [2]}',
+     "step_labels[0]: expected 1 (good), 0 (neutral) or -1 (bad), got 2"),
+    ("steps", '{"prompt": "q", "steps": ["a"], "step_labels": [true]}', "step_labels[0]: expected 1 (good)"),
+    ("steps", '{"prompt": "q", "steps": ["a"], "step_labels": [1.0]}', "step_labels[0]: expected 1 (good)"),
+    ("steps", '{"prompt": "q", "steps": ["a", " "], "step_labels": [1, 1]}', "steps[1]: empty string"),
+    ("steps", '{"prompt": "q", "steps": [], "step_labels": []}', "steps: expected a list of 1..100 step texts"),
+    ("steps", '{"prompt": "q", "steps": "a", "step_labels": [1]}', "steps: expected a list"),
+    ("steps", '{"prompt": "q", "steps": ["a"], "step_labels": "1"}', "step_labels: expected a list of 1, 0 or -1"),
 ]
 
 
@@ -196,7 +214,9 @@ def test_bad_records_name_file_line_and_field(tmp_path, kind, line, message):
     good = {"pairs": '{"prompt": "q", "chosen": "a", "rejected": "b"}', "sft": '{"prompt": "q", "response": "r"}',
             "rankings": '{"prompt": "q", "responses": ["a", "b"], "ranking": [1, 0]}',
             "scores": '{"prompt": "q", "response": "r", "score": 1}',
-            "language": '{"prompt": "q", "response": "r", "feedback": "f"}', "prompts": '{"prompt": "q"}'}[kind]
+            "language": '{"prompt": "q", "response": "r", "feedback": "f"}', "prompts": '{"prompt": "q"}',
+            "binary": '{"prompt": "q", "response": "r", "label": false}',
+            "steps": '{"prompt": "q", "steps": ["a", "b"], "step_labels": [1, -1]}'}[kind]
     other = good.replace('"q"', '"q2"')
     path = write_lines(tmp_path / "bad.jsonl", [good, "", line, other])  # the bad record is on line 3
     with pytest.raises(DataError) as err:
