@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from rlhfkit.data import hh
 from rlhfkit.data.records import (
+    MAX_STEPS,
     STEP_VALUES,
     BinaryFeedback,
     DataError,
@@ -35,7 +36,6 @@ from rlhfkit.data.records import (
 )
 
 KINDS = ("sft", "pairs", "rankings", "scores", "language", "binary", "steps", "prompts")
-MAX_STEPS = 100
 
 _KNOWN = {
     "sft": {"prompt", "response", "messages"},

@@ -107,6 +107,7 @@ class BinaryFeedback:
 
 STEP_GOOD, STEP_NEUTRAL, STEP_BAD = 1, 0, -1
 STEP_VALUES = (STEP_GOOD, STEP_NEUTRAL, STEP_BAD)
+MAX_STEPS = 100  # steps one answer may have (readers and the studio)
 
 
 @dataclass

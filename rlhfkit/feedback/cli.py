@@ -22,6 +22,8 @@ import os
 import secrets
 import sys
 
+from rlhfkit.feedback import TASK_TYPES
+
 DB_ENV = "RLHFKIT_STUDIO_DB"
 ADMIN_ENV = "RLHFKIT_STUDIO_ADMIN_TOKEN"
 DEFAULT_DB = "studio.sqlite3"
@@ -205,11 +207,16 @@ def cmd_report(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from collections import Counter
+
     from rlhfkit.feedback.export import export_jsonl
 
+    dropped: Counter = Counter()
     n = export_jsonl(_open(args), args.project, args.out, method=args.method, soft=args.soft,
-                     include_gold=args.include_gold, min_labels=args.min_labels, as_pairs=args.as_pairs)
-    print(f"wrote {n} records to {args.out}")
+                     include_gold=args.include_gold, min_labels=args.min_labels, as_pairs=args.as_pairs,
+                     dropped=dropped)
+    left_out = ", ".join(f"{reason}: {k}" for reason, k in sorted(dropped.items()))
+    print(f"wrote {n} records to {args.out}" + (f" (left out: {left_out})" if left_out else ""))
     return 0
 
 
@@ -281,8 +288,9 @@ def _register_server_and_projects(sub, db) -> None:
 
     p = _add(sub, "create-project", cmd_create_project, "create a project", db)
     p.add_argument("name", help="project name (unique)")
-    p.add_argument("--task", required=True, choices=["pairwise", "ranking", "score", "critique"],
-                   help="what annotators do: compare two answers, rank k, score 1-7, or critique")
+    p.add_argument("--task", required=True, choices=list(TASK_TYPES),
+                   help="what annotators do: compare two answers, rank k, score 1-7, critique, "
+                        "thumbs up/down on one answer (binary), or mark each step (steps)")
     p.add_argument("--overlap", type=int, default=3, help="annotators per item (r)")
     p.add_argument("--gold-rate", type=float, default=0.1,
                    help="probability that a task is an unannounced gold item")
@@ -378,7 +386,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     p = _add(sub, "export", cmd_export,
              "export labels as rlhfkit records (PreferencePair / Ranking / ScoreFeedback / "
-             "LanguageFeedback JSONL)", db)
+             "LanguageFeedback / BinaryFeedback / StepFeedback JSONL)", db)
     p.add_argument("project", help="project name or id")
     p.add_argument("--out", required=True, help="output JSONL file (written atomically)")
     p.add_argument("--method", default="majority", choices=["majority", "dawid-skene", "raw", "mean"],

@@ -9,6 +9,11 @@ ranking   Ranking per item (Borda count; weighted by Dawid-Skene reliability for
           ``dawid-skene``) or per label; ``as_pairs`` expands into PreferencePairs
 score     ScoreFeedback per item (majority score, ``mean``, or Dawid-Skene posterior mode)
 critique  LanguageFeedback per label (free text is never aggregated)
+binary    BinaryFeedback ``{"prompt", "response", "label": true | false}`` per item (majority;
+          an item whose votes split evenly has no label and is left out, counted in ``dropped``
+          as "split vote"; Dawid-Skene posterior mode) or per label (``raw``)
+steps     StepFeedback ``{"prompt", "steps", "step_labels"}`` per item, each step aggregated on
+          its own (majority, a split step is neutral 0; or Dawid-Skene per step), or per label
 ========  ===================================================================================
 
 ``meta`` carries the provenance the reward stage and audits need: project, item id, annotators,
@@ -26,6 +31,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.data.records import (STEP_NEUTRAL, BinaryFeedback, LanguageFeedback, PreferencePair,
+                                  Ranking, ScoreFeedback, StepFeedback, ranking_to_pairs,
+                                  record_to_json)
 from rlhfkit.data.records import (LanguageFeedback, PreferencePair, Ranking, ScoreFeedback,
                                   ranking_to_pairs, record_to_json)
 from rlhfkit.errors import RlhfkitError
@@ -134,9 +142,61 @@ def _score(info, item, labels, method, ds, project_agr):
     return [ScoreFeedback(item.prompt, item.candidates[0], float(value), meta=meta)]
 
 
+def _binary(info, item, labels, method, ds, project_agr):
+    if method == "raw":
+        return [BinaryFeedback(item.prompt, item.candidates[0], lab.value["label"],
+                               meta={**_base_meta(info, item, [lab], method, project_agr),
+                                     "reason": lab.value.get("reason", "")}) for lab in labels]
+    votes = [lab.value["label"] for lab in labels]
+    meta = _base_meta(info, item, labels, method, project_agr)
+    meta["votes"] = {"up": votes.count(True), "down": votes.count(False)}
+    reasons = [lab.value.get("reason") for lab in labels if lab.value.get("reason")]
+    if reasons:
+        meta["reasons"] = reasons
+    if method == "dawid-skene":
+        winner = ds.labels[item.item_id]
+        meta["posterior"] = {str(k).lower(): round(v, 4) for k, v in ds.posteriors[item.item_id].items()}
+    else:
+        winner, _totals = quality.majority_vote(votes)
+        if winner is None:
+            return []  # an even split: neither good nor bad (counted by export_records)
+    meta["agreement"] = round(votes.count(winner) / len(votes), 4)
+    return [BinaryFeedback(item.prompt, item.candidates[0], bool(winner), meta=meta)]
+
+
+def _steps(info, item, labels, method, ds, project_agr):
+    steps = tuple(item.steps)
+    if method == "raw":
+        return [StepFeedback(item.prompt, steps, tuple(lab.value["steps"]),
+                             meta=_base_meta(info, item, [lab], method, project_agr)) for lab in labels]
+    marks, split = [], []
+    for i in range(len(steps)):
+        votes = [lab.value["steps"][i] for lab in labels]
+        if method == "dawid-skene":
+            winner = ds.labels[(item.item_id, i)]
+        else:
+            winner, _totals = quality.majority_vote(votes)
+        if winner is None:
+            winner = STEP_NEUTRAL  # the annotators split evenly on this step
+            split.append(i)
+        marks.append(int(winner))
+    meta = _base_meta(info, item, labels, method, project_agr)
+    meta["marks"] = [lab.value["steps"] for lab in labels]
+    meta["step_agreement"] = [round(sum(lab.value["steps"][i] == m for lab in labels) / len(labels), 4)
+                              for i, m in enumerate(marks)]
+    if split:
+        meta["split_steps"] = split
+    return [StepFeedback(item.prompt, steps, tuple(marks), meta=meta)]
+
+
+SPLIT_VOTE = "split vote"
+
+
 def export_records(db: Database, project_ref: Any, method: str = "majority", soft: bool = False,
-                   include_gold: bool = False, min_labels: int = 1, as_pairs: bool = False) -> list:
-    """Aggregate (or list) a project's labels as rlhfkit record objects."""
+                   include_gold: bool = False, min_labels: int = 1, as_pairs: bool = False,
+                   dropped: Counter | None = None) -> list:
+    """Aggregate (or list) a project's labels as rlhfkit record objects. Items left out for a reason
+    other than the options (a binary item whose votes split evenly) are counted in ``dropped``."""
     if method not in METHODS:
         raise ExportError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     info, items, labels = load_project(db, project_ref)
@@ -159,6 +219,13 @@ def export_records(db: Database, project_ref: Any, method: str = "majority", sof
             out += _ranking(info, item, labs, method, ds, agr, as_pairs)
         elif task == "score":
             out += _score(info, item, labs, method, ds, agr)
+        elif task == "binary":
+            recs = _binary(info, item, labs, method, ds, agr)
+            if not recs and dropped is not None:
+                dropped[SPLIT_VOTE] += 1
+            out += recs
+        elif task == "steps":
+            out += _steps(info, item, labs, method, ds, agr)
         else:
             out += [LanguageFeedback(item.prompt, item.candidates[0], lab.value["critique"],
                                      meta=_base_meta(info, item, [lab], "raw", agr)) for lab in labs]
@@ -184,7 +251,8 @@ def records_to_jsonl(records: list) -> str:
 
 
 def export_jsonl(db: Database, project_ref: Any, path: str | Path, **options) -> int:
-    """Write the export to ``path`` (JSONL, atomically); returns the number of records."""
+    """Write the export to ``path`` (JSONL, atomically); returns the number of records (options as
+    :func:`export_records`, ``dropped`` included)."""
     records = export_records(db, project_ref, **options)
     write_json_atomic(path, records_to_jsonl(records))
     return len(records)

@@ -22,7 +22,8 @@ from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Index, Integer, St
                         UniqueConstraint, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-TASK_TYPES = ("pairwise", "ranking", "score", "critique")
+from rlhfkit.feedback import TASK_TYPES  # noqa: F401  (re-exported: the values of task_type)
+
 OPEN_ONLY = text("NOT done")  # the partial-index condition (SQLite and PostgreSQL)
 
 
@@ -60,7 +61,11 @@ class Project(Base):
 
 
 class Item(Base):
-    """One unit of work: a prompt and its candidates (2 for pairwise, k for ranking, 1 otherwise)."""
+    """One unit of work: a prompt and its candidates (2 for pairwise, k for ranking, 1 otherwise).
+
+    ``steps_json`` (step projects only): the answer split into steps when the item was created, so
+    a label's marks always refer to the steps its annotator saw, whatever the splitting rules later.
+    """
 
     __tablename__ = "items"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -71,6 +76,7 @@ class Item(Base):
     gold_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     source: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    steps_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Annotator(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
@@ -197,6 +198,20 @@ async def task_page(request: Request, assignment_id: str, saved: str | None = No
     return render(request, "task.html", error=None, **ctx)
 
 
+ANSWER_FIELDS = ("choice", "reason", "order", "score", "critique", "thumb")
+STEP_FIELD = re.compile(r"step_(\d{1,3})")
+
+
+def _answer_fields(form) -> dict:
+    """The answer keys of a task form; the steps task's radio groups ``step_0``, ``step_1``, ...
+    become ``steps`` (a group left unmarked is None, so the error names that step)."""
+    data = {k: form.get(k) for k in ANSWER_FIELDS if k in form}
+    marked = {int(m[1]): form.get(k) for k in form.keys() if (m := STEP_FIELD.fullmatch(k))}
+    if marked:
+        data["steps"] = [marked.get(i) for i in range(max(marked) + 1)]
+    return data
+
+
 def _submit_and_next(db, aid: int, user_id: int, data: dict) -> str:
     service.submit_label(db, aid, user_id, data)  # committed before we answer
     view = service.get_task(db, aid, user_id)
@@ -208,7 +223,7 @@ async def task_submit(request: Request, assignment_id: str):
     """Answer a task, or change the answer of an answered one (until the project closes)."""
     user, form = await _checked_form(request, "annotator")
     aid = int_id(assignment_id, "task")
-    data = {k: form.get(k) for k in ("choice", "reason", "order", "score", "critique") if k in form}
+    data = _answer_fields(form)
     db = request.app.state.db
     try:
         url = await run_in_threadpool(_submit_and_next, db, aid, user.id, data)

@@ -11,7 +11,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,7 +20,7 @@ from rlhfkit.feedback import quality, tasks
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.ingest import prompt_from_json
 from rlhfkit.feedback.models import Annotator, Assignment, Item, Label
-from rlhfkit.feedback.service import find_project
+from rlhfkit.feedback.service import find_project, item_steps
 
 
 @dataclass
@@ -43,6 +43,7 @@ class ItemRow:
     is_gold: bool
     gold: dict | None
     source: str
+    steps: list = field(default_factory=list)  # steps items: the steps as shown
 
 
 def load_project(db: Database, project_ref: Any) -> tuple[dict, list[ItemRow], list[LabelRow]]:
@@ -53,7 +54,8 @@ def load_project(db: Database, project_ref: Any) -> tuple[dict, list[ItemRow], l
                 "gold_rate": p.gold_rate, "gold_threshold": p.gold_threshold,
                 "min_gold": p.min_gold, "archived": p.archived}
         items = [ItemRow(i.id, prompt_from_json(i.prompt_json), json.loads(i.candidates_json),
-                         i.is_gold, json.loads(i.gold_json) if i.gold_json else None, i.source)
+                         i.is_gold, json.loads(i.gold_json) if i.gold_json else None, i.source,
+                         item_steps(i))
                  for i in s.execute(select(Item).where(Item.project_id == p.id)
                                     .order_by(Item.id)).scalars()]
         gold = {i.item_id: (i.is_gold, i.gold) for i in items}
@@ -72,7 +74,9 @@ def _finite(x: float) -> float | None:
 
 
 def agreement(task_type: str, labels: list[LabelRow]) -> dict:
-    """Cohen's kappa per annotator pair, Fleiss' kappa and Krippendorff's alpha for a project."""
+    """Cohen's kappa per annotator pair, Fleiss' kappa and Krippendorff's alpha for a project, over
+    its agreement units (:func:`rlhfkit.feedback.tasks.agreement_units`: one per step of a steps
+    item, so step labels agree step by step)."""
     units: dict = defaultdict(dict)  # unit -> {annotator: category}
     for lab in labels:
         for unit, cat in tasks.agreement_units(task_type, lab.item_id, lab.value):
@@ -85,8 +89,8 @@ def agreement(task_type: str, labels: list[LabelRow]) -> dict:
     out["fleiss_kappa"] = _finite(quality.fleiss_kappa(
         quality.units_to_counts({u: list(v.values()) for u, v in shared.items()})))
     out["alpha_nominal"] = _finite(quality.krippendorff_alpha([list(v.values()) for v in shared.values()]))
-    if task_type == "score":
-        for level in ("ordinal", "interval"):
+    if task_type in ("score", "steps"):  # steps: bad < neutral < good is an order too
+        for level in ("ordinal", "interval") if task_type == "score" else ("ordinal",):
             out[f"alpha_{level}"] = _finite(quality.krippendorff_alpha(
                 [list(v.values()) for v in shared.values()], level))
     pairs = []

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
                       ValidationError)
 
+from rlhfkit.data.records import MAX_STEPS
 from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback.models import TASK_TYPES
 
@@ -139,8 +140,51 @@ class CritiqueAnswer(_Strict):
     critique: Annotated[Text, StringConstraints(min_length=1, max_length=MAX_CRITIQUE)]
 
 
+THUMBS = {"up": True, "down": False, True: True, False: False}  # form value or JSON boolean
+
+
+def _thumb(value: Any) -> bool:
+    key = value.strip().lower() if isinstance(value, str) else value
+    if not isinstance(key, (str, bool)) or key not in THUMBS:
+        raise ValueError(f"expected up or down, got {str(value)[:40]!r}")
+    return THUMBS[key]
+
+
+class BinaryAnswer(_Strict):
+    """Thumbs up / down on one response (``thumb`` = "up" | "down", or true | false in JSON)."""
+
+    thumb: Annotated[bool, BeforeValidator(_thumb)]
+    reason: Annotated[Text, StringConstraints(max_length=MAX_REASON)] = ""
+
+
+STEP_MARKS = {"good": 1, "neutral": 0, "bad": -1, "1": 1, "0": 0, "-1": -1, 1: 1, 0: 0, -1: -1}
+
+
+def _step_marks(value: Any) -> list[int]:
+    """[1, 0, -1] / ["good", "neutral", "bad"] / "1,0,-1" -> [1, 0, -1]; a None (a step the form
+    left unmarked) names the step."""
+    if isinstance(value, str):
+        value = [p for p in value.replace(" ", ",").split(",") if p]
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_STEPS:
+        raise ValueError("expected one mark per step (good, neutral or bad), e.g. [1, 0, -1]")
+    marks = []
+    for i, mark in enumerate(value):
+        key = mark.strip().lower() if isinstance(mark, str) else mark
+        if isinstance(key, bool) or not isinstance(key, (str, int)) or key not in STEP_MARKS:
+            got = "nothing" if mark is None else repr(mark)[:20]
+            raise ValueError(f"step {i + 1}: choose good, neutral or bad (1, 0 or -1), got {got}")
+        marks.append(STEP_MARKS[key])
+    return marks
+
+
+class StepsAnswer(_Strict):
+    """One mark per step of a multi-step answer: 1 good, 0 neutral, -1 bad."""
+
+    steps: Annotated[list[int], BeforeValidator(_step_marks)]
+
+
 ANSWERS = {"pairwise": PairwiseAnswer, "ranking": RankingAnswer, "score": ScoreAnswer,
-           "critique": CritiqueAnswer}
+           "critique": CritiqueAnswer, "binary": BinaryAnswer, "steps": StepsAnswer}
 
 
 def _problem(err: dict) -> str:

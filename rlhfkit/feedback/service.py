@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from rlhfkit.data.records import MAX_STEPS, split_steps
 from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback import schemas, tasks
 from rlhfkit.feedback.db import Database
@@ -124,6 +125,8 @@ def _check_item(spec: ItemSpec, task_type: str) -> None:
                        f"got {len(spec.candidates)}")
     if spec.gold is not None and task_type == "critique":
         raise BadInput(f"{where}: critique projects have no gold items")
+    if task_type == "steps":
+        _check_steps(spec, where)
     if not any(m.content.strip() for m in spec.prompt):
         raise BadInput(f"{where}: prompt: must not be empty")
     texts = [(f"prompt[{i}].content", m.content) for i, m in enumerate(spec.prompt)]
@@ -132,6 +135,27 @@ def _check_item(spec: ItemSpec, task_type: str) -> None:
         problem = schemas.text_problem(text)
         if problem:
             raise BadInput(f"{where}: {fieldname}: {problem}")
+
+
+def _check_steps(spec: ItemSpec, where: str) -> None:
+    """A steps item's answer must split into 1..MAX_STEPS steps, one gold mark per step."""
+    n = len(split_steps(spec.candidates[0]))
+    if not 1 <= n <= MAX_STEPS:
+        raise BadInput(f"{where}: responses[0]: expected 1..{MAX_STEPS} steps (split on blank lines "
+                       f"and numbered lines), got {n}")
+    if spec.gold is not None and len(spec.gold["steps"]) != n:
+        raise BadInput(f"{where}: gold: {len(spec.gold['steps'])} marks for {n} steps")
+
+
+def _steps_json(task_type: str, spec: ItemSpec) -> str | None:
+    if task_type != "steps":
+        return None
+    return json.dumps(split_steps(spec.candidates[0]), ensure_ascii=False)
+
+
+def item_steps(item: Item) -> list:
+    """The steps of a steps item as split when it was created ([] for other items)."""
+    return json.loads(item.steps_json) if item.steps_json else []
 
 
 def _insert_items(s, project: Project, specs: Iterable[ItemSpec]) -> int:
@@ -143,7 +167,7 @@ def _insert_items(s, project: Project, specs: Iterable[ItemSpec]) -> int:
                    candidates_json=json.dumps(spec.candidates, ensure_ascii=False),
                    is_gold=spec.gold is not None,
                    gold_json=None if spec.gold is None else json.dumps(spec.gold),
-                   source=(spec.source or "")[:500]))
+                   source=(spec.source or "")[:500], steps_json=_steps_json(project.task_type, spec)))
         n += 1
     return n
 
@@ -323,7 +347,7 @@ class TaskView:
 
     ``answer``: the annotator's current answer in form terms (``{"choice": "A"}``, ``{"order":
     "2,1,3"}``, ...) when the task is done; ``closed``: the project is archived, so the answer can
-    no longer change.
+    no longer change. ``steps``: the steps of a steps task, in order.
     """
 
     assignment_id: int
@@ -337,6 +361,7 @@ class TaskView:
     answer: dict | None = None
     closed: bool = False
     extra: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"assignment_id": self.assignment_id, "project_id": self.project_id,
@@ -344,7 +369,7 @@ class TaskView:
                 "instructions": self.instructions,
                 "prompt": [{"role": m.role, "content": m.content} for m in self.prompt],
                 "candidates": self.shown, "done": self.done, "answer": self.answer,
-                "closed": self.closed}
+                "closed": self.closed, **({"steps": self.steps} if self.steps else {})}
 
 
 def _form_answer(task_type: str, value: dict, order: list) -> dict:
@@ -355,6 +380,8 @@ def _form_answer(task_type: str, value: dict, order: list) -> dict:
         return {"choice": choice, "reason": value.get("reason", "")}
     if task_type == "ranking":
         return {"order": ",".join(str(order.index(c) + 1) for c in value["ranking"])}
+    if task_type == "binary":
+        return {"thumb": "up" if value["label"] else "down", "reason": value.get("reason", "")}
     return dict(value)
 
 
@@ -366,7 +393,7 @@ def _view(project: Project, item: Item, a: Assignment, label: Label | None = Non
         answer = _form_answer(project.task_type, json.loads(label.value_json), order)
     return TaskView(a.id, project.id, project.name, project.task_type, project.instructions,
                     prompt_from_json(item.prompt_json), [cands[i] for i in order], a.done, answer,
-                    project.archived)
+                    project.archived, steps=item_steps(item))
 
 
 class _Retry(Exception):
@@ -500,8 +527,10 @@ def submit_label(db: Database, assignment_id: int, annotator_id: int, data: dict
                 raise NotFound(f"no task {assignment_id} (unanswered tasks are handed to someone "
                                "else after the project's time limit)")
             project = s.get(Project, a.project_id)
+            n_steps = len(item_steps(s.get(Item, a.item_id))) if project.task_type == "steps" else 0
             try:
-                value, shown = tasks.parse_submission(project.task_type, data, json.loads(a.order_json))
+                value, shown = tasks.parse_submission(project.task_type, data, json.loads(a.order_json),
+                                                      n_steps)
             except tasks.InvalidSubmission as err:
                 raise BadInput(str(err)) from None
             existing = s.execute(select(Label).where(Label.assignment_id == a.id)).scalar_one_or_none()

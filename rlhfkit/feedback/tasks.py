@@ -14,17 +14,29 @@ ranking    order = display positions best first,    {"ranking": [candidate indic
            1-based ("2,1,3" or [2, 1, 3])
 score      score = integer 1..7                     {"score": int}
 critique   critique = text, 1..10000 chars          {"critique": str}
+binary     thumb = "up" | "down" (JSON: true |      {"label": true | false, "reason": str}
+           false), reason (optional)
+steps      steps = one mark per step, 1 / 0 / -1    {"steps": [1 | 0 | -1, ...]} (good / neutral /
+           or good / neutral / bad (form: step_0,   bad), one per step of the item
+           step_1, ... radio fields)
 =========  ======================================  ===========================================
 
-Gold answers use the stored form; a gold item is answered correctly when the preferred candidate
-matches (pairwise), the top-ranked candidate matches (ranking) or the score is within
-``SCORE_GOLD_TOLERANCE`` (score). Critique projects have no gold items.
+Gold answers use the stored form (an import file's ``gold`` is 0 / 1 / "tie", a ranking, a score,
+true / false, or a list of step marks); a gold item is answered correctly when the preferred
+candidate matches (pairwise), the top-ranked candidate matches (ranking), the score is within
+``SCORE_GOLD_TOLERANCE`` (score), the thumb matches (binary), or the first bad step is the gold's
+first bad step, or neither has one (steps: finding the first mistake is the point of step labels,
+Lightman et al. 2023). Critique projects have no gold items.
+
+A steps item's answer is split into steps once, when the item is created
+(:func:`rlhfkit.data.records.split_steps`: blank lines and numbered lines start a step).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from rlhfkit.data.records import MAX_STEPS, STEP_BAD, STEP_VALUES
 from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback import schemas
 from rlhfkit.feedback.models import TASK_TYPES
@@ -51,8 +63,7 @@ def check_task_type(task_type: str) -> str:
 
 def candidates_needed(task_type: str) -> tuple[int, int]:
     """(min, max) number of candidates an item of this task type holds."""
-    return {"pairwise": (2, 2), "ranking": (2, MAX_CANDIDATES), "score": (1, 1),
-            "critique": (1, 1)}[task_type]
+    return {"pairwise": (2, 2), "ranking": (2, MAX_CANDIDATES)}.get(task_type, (1, 1))
 
 
 def _answer(task_type: str, data: Mapping):
@@ -64,10 +75,12 @@ def _answer(task_type: str, data: Mapping):
         raise InvalidSubmission(fieldname, problem) from None
 
 
-def parse_submission(task_type: str, data: Mapping, order: Sequence[int]) -> tuple[dict, str | None]:
+def parse_submission(task_type: str, data: Mapping, order: Sequence[int],
+                     n_steps: int = 0) -> tuple[dict, str | None]:
     """Validate a submission; return (stored value, display choice or None).
 
-    ``order[position]`` is the candidate shown at that display position.
+    ``order[position]`` is the candidate shown at that display position; ``n_steps`` is the number
+    of steps of a steps item.
     """
     if task_type not in schemas.ANSWERS:
         raise ValueError(f"unknown task type {task_type!r}")
@@ -86,6 +99,13 @@ def parse_submission(task_type: str, data: Mapping, order: Sequence[int]) -> tup
         return {"ranking": [order[p - 1] for p in answer.order]}, None
     if task_type == "score":
         return {"score": answer.score}, None
+    if task_type == "binary":
+        return {"label": answer.thumb, "reason": answer.reason}, None
+    if task_type == "steps":
+        if len(answer.steps) != n_steps:
+            raise InvalidSubmission("steps", f"expected {n_steps} marks (one per step), "
+                                             f"got {len(answer.steps)}")
+        return {"steps": answer.steps}, None
     return {"critique": answer.critique}, None
 
 
@@ -108,6 +128,15 @@ def parse_gold(task_type: str, raw: Any, n_candidates: int, where: str = "gold")
         if isinstance(raw, (int, float)) and not isinstance(raw, bool) and SCORE_MIN <= raw <= SCORE_MAX:
             return {"score": raw}
         raise ValueError(f"{where}: expected a score {SCORE_MIN}..{SCORE_MAX}, got {raw!r}")
+    if task_type == "binary":
+        if isinstance(raw, bool):
+            return {"label": raw}
+        raise ValueError(f"{where}: expected true (thumbs up) or false (thumbs down), got {raw!r}"[:200])
+    if task_type == "steps":
+        if (isinstance(raw, list) and 1 <= len(raw) <= MAX_STEPS
+                and all(type(x) is int and x in STEP_VALUES for x in raw)):
+            return {"steps": list(raw)}
+        raise ValueError(f"{where}: expected a list of step marks 1, 0 or -1, got {raw!r}"[:200])
     raise ValueError(f"{where}: {task_type} projects have no gold items")
 
 
@@ -118,14 +147,24 @@ def gold_correct(task_type: str, value: Mapping, gold: Mapping) -> bool:
         return value["ranking"][0] == gold["ranking"][0]
     if task_type == "score":
         return abs(value["score"] - gold["score"]) <= SCORE_GOLD_TOLERANCE
+    if task_type == "binary":
+        return value["label"] == gold["label"]
+    if task_type == "steps":
+        return first_bad_step(value["steps"]) == first_bad_step(gold["steps"])
     return False
+
+
+def first_bad_step(marks: Sequence[int]) -> int | None:
+    """Index of the first step marked bad (-1), None when no step is."""
+    return next((i for i, m in enumerate(marks) if m == STEP_BAD), None)
 
 
 def agreement_units(task_type: str, item_id: int, value: Mapping) -> list[tuple[Any, Any]]:
     """(unit, category) pairs a label contributes to agreement statistics.
 
     pairwise: one unit per item, category 0 / 1 / "tie"; ranking: one unit per candidate pair
-    (i < j), category "i>j" or "j>i"; score: one unit per item, the score; critique: none.
+    (i < j), category "i>j" or "j>i"; score: one unit per item, the score; binary: one unit per
+    item, True / False; steps: one unit per step ``(item, i)``, the mark; critique: none.
     """
     if task_type == "pairwise":
         return [(item_id, str(value["preferred"]))]
@@ -136,4 +175,8 @@ def agreement_units(task_type: str, item_id: int, value: Mapping) -> list[tuple[
                 for a, i in enumerate(cands) for j in cands[a + 1:]]
     if task_type == "score":
         return [(item_id, value["score"])]
+    if task_type == "binary":
+        return [(item_id, value["label"])]
+    if task_type == "steps":
+        return [((item_id, i), mark) for i, mark in enumerate(value["steps"])]
     return []

@@ -4,7 +4,8 @@
 
   function typing(event) {
     var t = event.target;
-    return t && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && t.type !== "checkbox"));
+    return t && (t.tagName === "TEXTAREA" ||
+                 (t.tagName === "INPUT" && t.type !== "checkbox" && t.type !== "radio"));
   }
 
   // Buttons with data-key="1 a" are *selected* by those keys (pairwise and score tasks); Enter
@@ -84,6 +85,64 @@
     });
   }
 
+  // Step labels: G / N / B mark the highlighted step (then move on), arrows or J / K move, Esc
+  // clears the mark, Enter saves once every step is marked (a form without JS still works: every
+  // step is a radio group).
+  function setupSteps(form) {
+    var steps = Array.prototype.slice.call(form.querySelectorAll(".step"));
+    if (!steps.length) return;
+    var status = form.querySelector("#selection");
+    var current = 0;
+    var KEYS = {g: "1", n: "0", b: "-1"}, WORDS = {"1": "good", "0": "neutral", "-1": "bad"};
+
+    function checked(step) { return step.querySelector("input:checked"); }
+    function render() {
+      steps.forEach(function (step, i) {
+        var c = checked(step);
+        step.classList.toggle("active", i === current);
+        ["good", "neutral", "bad"].forEach(function (w) {
+          step.classList.toggle("marked-" + w, !!c && WORDS[c.value] === w);
+        });
+      });
+      var left = steps.filter(function (s) { return !checked(s); }).length;
+      if (status) status.textContent = left ? left + " step(s) still to mark" : "All steps marked — press Enter to save";
+    }
+    function move(to) {
+      current = Math.max(0, Math.min(steps.length - 1, to));
+      steps[current].scrollIntoView({block: "nearest"});
+      render();
+    }
+    steps.forEach(function (step, i) {
+      step.addEventListener("click", function () { current = i; render(); });
+      step.addEventListener("change", render);
+    });
+    document.addEventListener("keydown", function (event) {
+      if (event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
+      var key = event.key.toLowerCase();
+      if (KEYS[key] !== undefined) {
+        event.preventDefault();
+        steps[current].querySelector('input[value="' + KEYS[key] + '"]').checked = true;
+        move(current + 1);
+      } else if (key === "arrowdown" || key === "j") { event.preventDefault(); move(current + 1); }
+      else if (key === "arrowup" || key === "k") { event.preventDefault(); move(current - 1); }
+      else if (key === "escape") {
+        var c = checked(steps[current]);
+        if (c) c.checked = false;
+        render();
+      } else if (key === "enter") {
+        event.preventDefault();
+        var missing = steps.findIndex(function (s) { return !checked(s); });
+        if (missing >= 0) {
+          move(missing);
+          if (status) status.textContent = "Step " + (missing + 1) + " is not marked yet";
+          return;
+        }
+        form.requestSubmit();
+      }
+    });
+    render();
+  }
+
   // Ctrl+Enter submits from a text box (critiques; pairwise reasons keep the choice buttons).
   function setupCtrlEnter(form) {
     form.addEventListener("keydown", function (event) {
@@ -115,6 +174,7 @@
     if (!form) return;
     setupButtonKeys(form);
     setupRanking(form);
+    setupSteps(form);
     setupCtrlEnter(form);
     guardDoubleSubmit(form);
   });
