@@ -15,6 +15,22 @@ def db(tmp_path):
     database.close()
 
 
+def engine_at_revision(url, revision):
+    """A SQLite engine whose database is migrated up to ``revision`` only (to test upgrades)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from rlhfkit.feedback.db import MIGRATIONS_DIR, make_engine
+
+    engine = make_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine
+
+
 def pair_records(n, gold=()):
     """n pairwise prompt records with two responses each; indices in ``gold`` get gold answer 0."""
     out = []

@@ -10,6 +10,7 @@ from rlhfkit.data.readers import read_records
 from rlhfkit.data.records import DataError
 from rlhfkit.feedback import service, tasks
 from rlhfkit.feedback.ingest import items_for_task, parse_record
+from tests.unit.feedback.conftest import engine_at_revision
 
 STEPS_TEXT = "12 + 7 = 19\n\n19 * 3 = 56\n\n56 - 5 = 51\n\nThe answer is 51."
 
@@ -164,19 +165,13 @@ def test_steps_items_are_checked_on_import(db):
 
 
 def test_upgrade_from_0002_adds_item_steps(tmp_path):
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    from rlhfkit.feedback.db import MIGRATIONS_DIR, make_engine, open_database
+    from rlhfkit.feedback.db import open_database
 
     url = str(tmp_path / "old.sqlite3")
-    engine = make_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = engine_at_revision(url, "0002")
     with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
         conn.exec_driver_sql("INSERT INTO projects (id, name, task_type, overlap, gold_rate, gold_threshold, "
                              "min_gold, instructions, created_at) VALUES (1, 'p', 'score', 1, 0, 0.7, 3, '', "
                              "'2026-01-01 00:00:00')")

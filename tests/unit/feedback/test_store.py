@@ -9,6 +9,7 @@ import pytest
 from rlhfkit.data.records import DataError
 from rlhfkit.feedback import service
 from rlhfkit.feedback.ingest import items_for_task, parse_record, read_prompt_file
+from tests.unit.feedback.conftest import engine_at_revision
 
 
 def test_migrations_match_the_models(db):
@@ -304,19 +305,12 @@ def test_read_prompt_file_shapes_and_errors(tmp_path):
 def test_upgrade_from_the_first_schema_keeps_data_and_one_open_task(tmp_path):
     """0001 -> head on a database holding work: nothing lost, duplicate open tasks of one annotator
     (possible before 0002 under concurrency) reduced to the oldest."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    from rlhfkit.feedback.db import MIGRATIONS_DIR, make_engine, open_database
+    from rlhfkit.feedback.db import open_database
 
     url = str(tmp_path / "old.sqlite3")
-    engine = make_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    engine = engine_at_revision(url, "0001")
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO projects VALUES (1, 'p', 'pairwise', 2, 0, 0.7, 3, '', "
                              "'2026-01-01 00:00:00')")
