@@ -5,7 +5,8 @@ admin reads agreement and exports preference pairs.
 
 Drives Debian's Chromium (``/usr/bin/chromium``, or ``$RLHFKIT_CHROMIUM``) headless through
 Playwright for Python against the real server (uvicorn on a free loopback port). Skips with the
-reason when Playwright or Chromium is missing. ``collect_preferences_in_browser(workdir)`` returns
+reason when Playwright or Chromium is missing. A second session gives thumbs up/down and step
+labels with the keyboard and the mouse. ``collect_preferences_in_browser(workdir)`` returns
 the exported PreferencePair JSONL path so a later stage (``rlhfkit rm train``) can reuse it.
 Set ``RLHFKIT_UPDATE_SCREENSHOTS=1`` to refresh docs/images/studio-*.png.
 """
@@ -301,3 +302,86 @@ def test_browser_session_collects_preferences(tmp_path):
                    "normalize.reference=train", f"train.output_dir={rm_out}", "train.max_steps=2",
                    "train.progress=false") == 0
     assert (rm_out / "final" / "config.json").exists()
+
+
+THUMBS = [{"prompt": "What is 2 + 2?", "response": "2 + 2 = 4."},
+          {"prompt": "What is 3 + 3?", "response": "3 + 3 = 7."}]
+STEPS = [{"prompt": "Start with 12, add 7, then multiply by 3.",
+          "response": "1. 12 + 7 = 19\n2. 19 * 3 = 56\n3. The answer is 56."}]
+
+
+def _thumbs(page, pid):
+    """First task: the U key selects thumbs up, Enter saves; second: a reason typed (its letters
+    select nothing), then a click on thumbs down."""
+    page.goto("/")
+    page.locator(f"[data-testid=start-{pid}]").click()
+    page.wait_for_selector("[data-testid=thumb-up]")
+    _answer(page, "u")
+    page.wait_for_selector("[data-testid=thumb-down]")
+    page.locator("textarea[name=reason]").fill("")
+    page.locator("textarea[name=reason]").type("wrong sum, should be 6")
+    assert page.locator("[data-testid=selection]").inner_text() == ""
+    with page.expect_navigation():
+        page.locator("[data-testid=thumb-down]").click()
+    assert "/done" in page.url
+
+
+def _step_marks(page, pid):
+    """G marks step 1 good, B step 2 bad; Enter with step 3 unmarked saves nothing and says so; a
+    click marks step 3 bad; Enter saves."""
+    page.goto("/")
+    page.locator(f"[data-testid=start-{pid}]").click()
+    page.wait_for_selector("[data-testid=step-1]")
+    url = page.url
+    page.keyboard.press("g")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    assert page.url == url and "Step 3 is not marked" in page.locator("[data-testid=selection]").inner_text()
+    page.locator("[data-testid=step-3-bad]").click()
+    page.locator("body").click(position={"x": 5, "y": 5})  # focus off the radio (keys would still work)
+    assert "All steps marked" in page.locator("[data-testid=selection]").inner_text()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/done" in page.url
+
+
+def test_browser_thumbs_and_step_labels(tmp_path):
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed "
+                                                      "(pip install playwright)")
+    from playwright.sync_api import sync_playwright
+
+    from rlhfkit.feedback.app import BackgroundServer, create_app
+    from rlhfkit.feedback.db import open_database
+    from rlhfkit.feedback.export import export_records
+
+    chromium = _chromium()
+    uploads = {}
+    for name, rows in (("thumbs", THUMBS), ("steps", STEPS)):
+        uploads[name] = tmp_path / f"{name}.jsonl"
+        uploads[name].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    db_path = str(tmp_path / "studio.sqlite3")
+    with BackgroundServer(create_app(db_path, ADMIN)) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            admin = browser.new_context(base_url=url).new_page()
+            _open_link(admin, f"/login?token={ADMIN}", "admin")
+            thumbs_id = _admin_create(admin, "thumbs", "binary", uploads["thumbs"], overlap=1)
+            steps_id = _admin_create(admin, "steps", "steps", uploads["steps"], overlap=1)
+            link = _add_annotator(admin, "carol")
+            carol = browser.new_context(base_url=url).new_page()
+            _open_link(carol, link, "carol")
+            _thumbs(carol, thumbs_id)
+            _step_marks(carol, steps_id)
+        finally:
+            browser.close()
+    db = open_database(db_path)
+    try:
+        thumbs = export_records(db, thumbs_id, method="raw")
+        steps = export_records(db, steps_id, method="raw")
+    finally:
+        db.close()
+    # the items come in random order: the first got the U key (up), the second the reason and a click
+    assert sorted((t.label, t.meta["reason"]) for t in thumbs) == [(False, "wrong sum, should be 6"), (True, "")]
+    (step,) = steps
+    assert step.steps == ("1. 12 + 7 = 19", "2. 19 * 3 = 56", "3. The answer is 56.")
+    assert step.step_labels == (1, -1, -1)
