@@ -189,3 +189,25 @@ def test_kappa_values_are_finite_floats():  # guards the hand-computed numbers a
 
     assert math.isclose(quality.cohen_kappa([1, 1, -1, -1], [1, 0, -1, -1]), 0.6)
     assert math.isclose(quality.cohen_kappa([True, True, False, False], [True, False, False, False]), 0.5)
+
+
+def test_cli_binary_project_export_counts_split_votes(tmp_path, capsys):
+    from rlhfkit.feedback import cli
+    from rlhfkit.feedback.db import open_database
+
+    db_path = str(tmp_path / "s.sqlite3")
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"r{i}"}) + "\n" for i in range(2)))
+    assert cli.main(["studio", "create-project", "t", "--task", "binary", "--overlap", "2", "--gold-rate", "0",
+                     "--db", db_path, "--file", str(items)]) == 0
+    db = open_database(db_path)
+    a, _ = service.add_annotator(db, "alice")
+    b, _ = service.add_annotator(db, "bob")
+    answer_all(db, "t", a, lambda v: {"thumb": "up"})
+    answer_all(db, "t", b, lambda v: {"thumb": "up" if v.prompt[-1].content == "q0" else "down"})
+    db.close()
+    capsys.readouterr()
+    out = tmp_path / "thumbs.jsonl"
+    assert cli.main(["studio", "export", "t", "--db", db_path, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote 1 records to {out} (left out: split vote: 1)"
+    assert [r.label for r in read_records(out, "binary").records] == [True]
