@@ -34,8 +34,6 @@ from typing import Any
 from rlhfkit.data.records import (STEP_NEUTRAL, BinaryFeedback, LanguageFeedback, PreferencePair,
                                   Ranking, ScoreFeedback, StepFeedback, ranking_to_pairs,
                                   record_to_json)
-from rlhfkit.data.records import (LanguageFeedback, PreferencePair, Ranking, ScoreFeedback,
-                                  ranking_to_pairs, record_to_json)
 from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback import quality
 from rlhfkit.feedback.db import Database
