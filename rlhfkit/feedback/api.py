@@ -42,7 +42,6 @@ from rlhfkit.feedback.web import check_csrf, int_id, login_link, require
 
 router = APIRouter()
 MAX_JSON_BODY_KEYS = 32
-NO_INTEROP = ("binary", "steps")  # task types the Label Studio / Argilla mapping does not cover
 
 
 async def _json_body(request: Request) -> dict:
@@ -189,11 +188,9 @@ async def api_report(request: Request, project_id: str):
 def _export_body(db, pid: int, fmt: str, method: str, soft: bool, gold: bool, as_pairs: bool):
     from rlhfkit.feedback import export, interop
 
-    info = service.project_info(db, pid)
-    name = info["name"]
-    if fmt != "records" and info["task_type"] in NO_INTEROP:
-        raise service.BadInput(f"format: {fmt} exports do not cover {info['task_type']} projects yet; "
-                               "use format=records")
+    name = service.project_info(db, pid)["name"]
+    if fmt != "records":
+        service.check_interop(db, pid, f"format: {fmt}")
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:60] or "project"
     if fmt == "records":
         recs = export.export_records(db, pid, method=method, soft=soft, include_gold=gold,

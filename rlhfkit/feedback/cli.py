@@ -220,6 +220,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _interop_db(args):
+    """The database, once the project's task type is known to have an interop mapping."""
+    from rlhfkit.feedback import service
+
+    db = _open(args)
+    service.check_interop(db, args.project)
+    return db
+
+
 def _say_imported(counts, path) -> None:
     print(f"imported {counts.items} items and {counts.labels} labels from {path}")
     if counts.differing:
@@ -232,7 +241,7 @@ def cmd_import_labelstudio(args) -> int:
 
     emails = read_emails(args.emails) if args.emails else None
     users = read_labelstudio_users(args.users) if args.users else None
-    _say_imported(import_labelstudio(_open(args), args.project, args.file, emails=emails, users=users,
+    _say_imported(import_labelstudio(_interop_db(args), args.project, args.file, emails=emails, users=users,
                                      ground_truth=args.ground_truth), args.file)
     return 0
 
@@ -241,7 +250,7 @@ def cmd_export_labelstudio(args) -> int:
     from rlhfkit.feedback.interop import export_labelstudio, read_emails
 
     emails = read_emails(args.emails) if args.emails else None
-    n = export_labelstudio(_open(args), args.project, args.out, args.config, emails=emails)
+    n = export_labelstudio(_interop_db(args), args.project, args.out, args.config, emails=emails)
     print(f"wrote {n} Label Studio tasks to {args.out}" + (f" (config: {args.config})" if args.config else ""))
     return 0
 
@@ -249,14 +258,14 @@ def cmd_export_labelstudio(args) -> int:
 def cmd_import_argilla(args) -> int:
     from rlhfkit.feedback.interop import import_argilla
 
-    _say_imported(import_argilla(_open(args), args.project, args.file), args.file)
+    _say_imported(import_argilla(_interop_db(args), args.project, args.file), args.file)
     return 0
 
 
 def cmd_export_argilla(args) -> int:
     from rlhfkit.feedback.interop import export_argilla
 
-    n = export_argilla(_open(args), args.project, args.out)
+    n = export_argilla(_interop_db(args), args.project, args.out)
     print(f"wrote {n} Argilla records to {args.out}")
     return 0
 

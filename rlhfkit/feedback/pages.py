@@ -390,7 +390,7 @@ async def admin_project(request: Request, project_id: str):
     await require(request, "admin")
     from rlhfkit.feedback.report import project_report
 
-    from rlhfkit.feedback.api import NO_INTEROP
+    from rlhfkit.feedback.tasks import NO_INTEROP
 
     report = await run_in_threadpool(project_report, request.app.state.db,
                                      int_id(project_id, "project"))

@@ -178,6 +178,14 @@ def add_items(db: Database, project_ref: Any, specs: Iterable[ItemSpec]) -> int:
         return _insert_items(s, find_project(s, project_ref), specs)
 
 
+def check_interop(db: Database, project_ref: Any, what: str = "Label Studio / Argilla") -> None:
+    """BadInput unless interop.py maps the project's task type (not yet: binary and steps)."""
+    task = project_info(db, project_ref)["task_type"]
+    if task in tasks.NO_INTEROP:
+        raise BadInput(f"{what}: {task} projects have no Label Studio / Argilla mapping yet; "
+                       "use `rlhfkit studio export` (format=records)")
+
+
 def set_archived(db: Database, project_ref: Any, archived: bool = True) -> None:
     """Archive (close) a project: annotators no longer see it, get tasks or change answers; its
     labels stay for reports and export. ``archived=False`` reopens it."""

@@ -43,6 +43,7 @@ from rlhfkit.feedback.models import TASK_TYPES
 from rlhfkit.feedback.schemas import MAX_CRITIQUE, MAX_REASON, SCORE_MAX, SCORE_MIN  # noqa: F401
 
 MAX_CANDIDATES = 16
+NO_INTEROP = ("binary", "steps")  # task types interop.py (Label Studio / Argilla) does not map yet
 SCORE_GOLD_TOLERANCE = 1
 PAIRWISE_CHOICES = {"a": "left", "b": "right", "tie": "tie", "left": "left", "right": "right"}
 

@@ -211,3 +211,18 @@ def test_cli_binary_project_export_counts_split_votes(tmp_path, capsys):
     assert cli.main(["studio", "export", "t", "--db", db_path, "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote 1 records to {out} (left out: split vote: 1)"
     assert [r.label for r in read_records(out, "binary").records] == [True]
+
+
+@pytest.mark.parametrize("command", ["export-labelstudio", "export-argilla", "import-labelstudio",
+                                     "import-argilla"])
+def test_cli_interop_refuses_binary_and_steps_in_one_line(tmp_path, capsys, command):
+    from rlhfkit.feedback import cli
+
+    db_path = str(tmp_path / "s.sqlite3")
+    assert cli.main(["studio", "create-project", "t", "--task", "steps", "--db", db_path]) == 0
+    capsys.readouterr()
+    target = ["--out", str(tmp_path / "x.json")] if command.startswith("export") else [str(tmp_path / "x.json")]
+    assert cli.main(["studio", command, "t", "--db", db_path, *target]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("Label Studio / Argilla: steps projects have no Label Studio / Argilla mapping yet; "
+                        "use `rlhfkit studio export` (format=records)") and "\n" not in err

@@ -68,7 +68,7 @@ def test_thumbs_page_keys_form_api_and_export(kinds):
     page = kinds["admin"].get(f"/admin/projects/{kinds['binary']}")
     assert page.status_code == 200 and "alice" in page.text and "format=labelstudio" not in page.text
     r = kinds["admin"].get(f"/admin/projects/{kinds['binary']}/export?format=labelstudio")
-    assert r.status_code == 422 and "use format=records" in r.text
+    assert r.status_code == 422 and "format: labelstudio: binary projects have no Label Studio" in r.text
 
 
 def test_step_page_marks_every_step_and_exports(kinds):
