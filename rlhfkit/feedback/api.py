@@ -5,13 +5,17 @@ Annotator endpoints::
 
     GET  /api/me                                   -> {"name", "projects": [{"id", "name", "task_type",
                                                        "done", "remaining"}]} (open projects with items)
-    POST /api/projects/{id}/next                   -> a task (candidates in display order) or {"done": true}
+    POST /api/projects/{id}/next                   -> a task (candidates in display order; a steps task
+                                                      also has "steps") or {"done": true}
                                                       (409 when the project is closed)
     GET  /api/tasks/{assignment_id}                -> the task (own assignments only; 404 otherwise),
                                                       with "answer" once answered
     POST /api/tasks/{assignment_id}/label  {json}  -> 201 {"label_id", "assignment_id", "duplicate",
                                                       "revised"}; the same answer again: 200 duplicate;
-                                                      another answer: 200 revised (409 once closed)
+                                                      another answer: 200 revised (409 once closed);
+                                                      the body per task type is the table in tasks.py,
+                                                      e.g. {"choice": "A"}, {"thumb": true}, {"steps":
+                                                      [1, 0, -1]}
 
 Admin endpoints::
 

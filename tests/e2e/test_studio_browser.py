@@ -130,11 +130,16 @@ def _label_pairs(page, pid, decide, shot: Path | None = None, undo_first=False) 
     return done
 
 
-def _stray_typing_stores_nothing(page, pid):
-    """Typing a sentence outside the reason box selects at most one answer and saves none."""
+def _start(page, pid, ready: str):
+    """Open the project's first task from the start page; wait until ``ready`` (a test id) shows."""
     page.goto("/")
     page.locator(f"[data-testid=start-{pid}]").click()
-    page.wait_for_selector("[data-testid=candidate-A]")
+    page.wait_for_selector(f"[data-testid={ready}]")
+
+
+def _stray_typing_stores_nothing(page, pid):
+    """Typing a sentence outside the reason box selects at most one answer and saves none."""
+    _start(page, pid, "candidate-A")
     url = page.url
     page.keyboard.type("the left one is better")
     page.keyboard.press("Escape")
@@ -313,9 +318,7 @@ STEPS = [{"prompt": "Start with 12, add 7, then multiply by 3.",
 def _thumbs(page, pid):
     """First task: the U key selects thumbs up, Enter saves; second: a reason typed (its letters
     select nothing), then a click on thumbs down."""
-    page.goto("/")
-    page.locator(f"[data-testid=start-{pid}]").click()
-    page.wait_for_selector("[data-testid=thumb-up]")
+    _start(page, pid, "thumb-up")
     _answer(page, "u")
     page.wait_for_selector("[data-testid=thumb-down]")
     page.locator("textarea[name=reason]").fill("")
@@ -329,9 +332,7 @@ def _thumbs(page, pid):
 def _step_marks(page, pid):
     """G marks step 1 good, B step 2 bad; Enter with step 3 unmarked saves nothing and says so; a
     click marks step 3 bad; Enter saves."""
-    page.goto("/")
-    page.locator(f"[data-testid=start-{pid}]").click()
-    page.wait_for_selector("[data-testid=step-1]")
+    _start(page, pid, "step-1")
     url = page.url
     page.keyboard.press("g")
     page.keyboard.press("b")

@@ -123,6 +123,11 @@ def test_binary_gold_screening_and_revision(db):
 def test_steps_item_split_once_marks_agreement_and_export(db, tmp_path):
     """alice [1, 1, -1, -1], bob [1, 0, -1, -1] on one 4-step answer: units are steps.
     Cohen: p_o = 3/4, p_e = (2*1 + 2*2)/16 = 3/8 -> kappa = (3/4 - 3/8) / (5/8) = 0.6.
+    Fleiss: P_bar = 3/4, p = (3, 1, 4)/8 -> P_e = 26/64 -> (48 - 26) / (64 - 26) = 22/38.
+    Krippendorff: n = (n_good, n_neutral, n_bad) = (3, 1, 4), one good/neutral disagreement (o = 1
+    each way). Nominal: 1 - 7 * 2 / (64 - 26) = 24/38. Ordinal (bad < neutral < good):
+    d2(neutral, good) = ((1 + 3) / 2)^2 = 4, d2(bad, neutral) = 2.5^2, d2(bad, good) = (8 - 3.5)^2;
+    expected = 2 * (3*1*4 + 4*1*6.25 + 4*3*20.25) = 560 -> 1 - 7 * (2 * 4) / 560 = 0.9.
     Majority per step: step 2 splits (good vs neutral) -> neutral 0."""
     from rlhfkit.feedback.export import export_jsonl
     from rlhfkit.feedback.report import project_report
@@ -140,7 +145,9 @@ def test_steps_item_split_once_marks_agreement_and_export(db, tmp_path):
     assert service.get_task(db, view.assignment_id, a).answer == {"steps": [1, 1, -1, -1]}
     answer_all(db, pid, b, lambda v: {"steps": ["good", "neutral", "bad", "bad"]})
     agr = project_report(db, pid)["agreement"]
-    assert agr["units"] == 4 and agr["cohen_pairs"][0]["kappa"] == 0.6 and "alpha_ordinal" in agr
+    assert agr["units"] == 4 and agr["cohen_pairs"][0]["kappa"] == 0.6
+    assert agr["fleiss_kappa"] == round(22 / 38, 4) and agr["alpha_nominal"] == round(24 / 38, 4)
+    assert agr["alpha_ordinal"] == 0.9
 
     path = tmp_path / "steps.jsonl"
     assert export_jsonl(db, pid, path) == 1
