@@ -8,9 +8,9 @@ step"; Math-Shepherd, Wang et al. 2024). Here the marks come for free: a chain s
     marks:  [1, -1, -1]
 
 is computed, and a mistake is injected at a chosen step. The step with the mistake is bad (-1); every
-later step builds on the wrong number, so it is bad too even when its own arithmetic is right (the
-"first error" convention of PRM800K); steps before it are good (1); an optional opening remark that
-does no arithmetic is neutral (0).
+later step builds on the wrong number, so it is bad too even when its own arithmetic is right (as in
+Math-Shepherd's definition: a step is good when the right answer can still be reached from it);
+steps before it are good (1); an optional opening remark that does no arithmetic is neutral (0).
 
 Every record is a :class:`~rlhfkit.data.records.StepFeedback` whose steps, joined by blank lines,
 split back into the same steps with :func:`~rlhfkit.data.records.split_steps`. ``meta`` carries
