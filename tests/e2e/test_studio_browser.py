@@ -330,16 +330,17 @@ def _thumbs(page, pid):
 
 
 def _step_marks(page, pid):
-    """G marks step 1 good, B step 2 bad; Enter with step 3 unmarked saves nothing and says so; a
-    click marks step 3 bad; Enter saves."""
+    """G marks step 1 good; Enter with steps 2 and 3 unmarked saves nothing and says so; a click
+    marks step 2 neutral, then Shift+B marks it and the step after it bad; Enter saves."""
     _start(page, pid, "step-1")
     url = page.url
     page.keyboard.press("g")
-    page.keyboard.press("b")
     page.keyboard.press("Enter")
-    assert page.url == url and "Step 3 is not marked" in page.locator("[data-testid=selection]").inner_text()
-    page.locator("[data-testid=step-3-bad]").click()
-    page.locator("body").click(position={"x": 5, "y": 5})  # focus off the radio (keys would still work)
+    assert page.url == url and "Step 2 is not marked" in page.locator("[data-testid=selection]").inner_text()
+    page.locator("[data-testid=step-2-neutral]").click()
+    assert "1 step(s) still to mark" in page.locator("[data-testid=selection]").inner_text()
+    page.keyboard.press("Shift+B")
+    assert page.locator("[data-testid=step-3-bad]").is_checked()
     assert "All steps marked" in page.locator("[data-testid=selection]").inner_text()
     with page.expect_navigation():
         page.keyboard.press("Enter")

@@ -85,9 +85,9 @@
     });
   }
 
-  // Step labels: G / N / B mark the highlighted step (then move on), arrows or J / K move, Esc
-  // clears the mark, Enter saves once every step is marked (a form without JS still works: every
-  // step is a radio group).
+  // Step labels: G / N / B mark the highlighted step (then move on), Shift+B marks it and every
+  // later step bad (they build on the mistake), arrows or J / K move, Esc clears the mark, Enter
+  // saves once every step is marked (a form without JS still works: every step is a radio group).
   function setupSteps(form) {
     var steps = Array.prototype.slice.call(form.querySelectorAll(".step"));
     if (!steps.length) return;
@@ -119,7 +119,11 @@
     document.addEventListener("keydown", function (event) {
       if (event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
       var key = event.key.toLowerCase();
-      if (KEYS[key] !== undefined) {
+      if (event.key === "B") {  // Shift+B: this step and every later one are bad
+        event.preventDefault();
+        for (var i = current; i < steps.length; i++) steps[i].querySelector('input[value="-1"]').checked = true;
+        move(steps.length - 1);
+      } else if (KEYS[key] !== undefined) {
         event.preventDefault();
         steps[current].querySelector('input[value="' + KEYS[key] + '"]').checked = true;
         move(current + 1);
