@@ -389,7 +389,6 @@ async def admin_delete(request: Request, project_id: str):
 async def admin_project(request: Request, project_id: str):
     await require(request, "admin")
     from rlhfkit.feedback.report import project_report
-
     from rlhfkit.feedback.tasks import NO_INTEROP
 
     report = await run_in_threadpool(project_report, request.app.state.db,
