@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
                       ValidationError)
 
-from rlhfkit.data.records import MAX_STEPS
+from rlhfkit.data.records import MAX_STEPS, STEP_BAD, STEP_GOOD, STEP_NEUTRAL
 from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback.models import TASK_TYPES
 
@@ -157,7 +157,8 @@ class BinaryAnswer(_Strict):
     reason: Annotated[Text, StringConstraints(max_length=MAX_REASON)] = ""
 
 
-STEP_MARKS = {"good": 1, "neutral": 0, "bad": -1, "1": 1, "0": 0, "-1": -1, 1: 1, 0: 0, -1: -1}
+STEP_WORDS = {"good": STEP_GOOD, "neutral": STEP_NEUTRAL, "bad": STEP_BAD}
+STEP_MARKS = {**STEP_WORDS, **{str(v): v for v in STEP_WORDS.values()}, **{v: v for v in STEP_WORDS.values()}}
 
 
 def _step_marks(value: Any) -> list[int]:

@@ -132,12 +132,12 @@ def parse_gold(task_type: str, raw: Any, n_candidates: int, where: str = "gold")
     if task_type == "binary":
         if isinstance(raw, bool):
             return {"label": raw}
-        raise ValueError(f"{where}: expected true (thumbs up) or false (thumbs down), got {raw!r}"[:200])
+        raise ValueError(f"{where}: expected true (thumbs up) or false (thumbs down), got {raw!r:.60}")
     if task_type == "steps":
         if (isinstance(raw, list) and 1 <= len(raw) <= MAX_STEPS
                 and all(type(x) is int and x in STEP_VALUES for x in raw)):
             return {"steps": list(raw)}
-        raise ValueError(f"{where}: expected a list of step marks 1, 0 or -1, got {raw!r}"[:200])
+        raise ValueError(f"{where}: expected a list of step marks 1, 0 or -1, got {raw!r:.60}")
     raise ValueError(f"{where}: {task_type} projects have no gold items")
 
 
