@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "filelock", "transformers", "torch"):
+    for noisy in ("httpx", "urllib3", "filelock", "transformers", "torch", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
