@@ -75,7 +75,7 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, iters: int = 50, ridge: float = 1
     X = np.stack([np.ones_like(x), x], axis=1)  # [n, 2]
     beta = np.zeros(2)
     for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(X @ beta)))
+        p = 1.0 / (1.0 + np.exp(-np.clip(X @ beta, -30.0, 30.0)))
         grad = X.T @ (y - p) - ridge * beta
         hess = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(2)
         step = np.linalg.solve(hess, grad)

@@ -1,0 +1,172 @@
+"""``rlhfkit eval overopt``: reward-model over-optimisation under best-of-N (Gao et al. 2022).
+
+Sample n responses per prompt once from the policy; score every one with the proxy reward (the one
+a best-of-N / RL run would optimise) and the gold reward (trained on more data, an ensemble, or a
+judge: never seen by the policy). For N = 1, 2, 4, ..., max_n the expected proxy and gold score of
+the proxy's best of N follow exactly from the ranks (:func:`rlhfkit.eval.overopt.bon_expected`), and
+best-of-N's KL to the policy is log N - (N-1)/N. Both gains over N = 1, in units of each reward's
+standard deviation over all samples, are plotted against sqrt(KL) with the fitted
+R(d) = d (alpha - beta d); the gold fit's peak says how hard the proxy can be pushed before the gold
+score falls.
+
+Writes ``overopt.json`` (the curve, the fits, the peak), ``overopt.png`` and ``samples.jsonl``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from rlhfkit.config import opt
+from rlhfkit.eval.policies import EvalSampling
+
+RESULT_FILE = "overopt.json"
+PLOT_FILE = "overopt.png"
+SAMPLES_FILE = "samples.jsonl"
+
+
+@dataclass
+class OverOptConfig:
+    policy: str = opt("default", "the policy that samples (run folder, HF folder, default, tiny)")
+    proxy: str = opt("", "the proxy reward best-of-N selects by: reward-model or ensemble folder, or a "
+                         "reward spec (contains:WORDS, regex:PATTERN, length[:N], python:...)")
+    gold: str = opt("", "the gold reward that judges the selected responses (never seen by the policy)")
+    reduce: Literal["mean", "min", "mean_minus_std"] = opt("mean", "how an ensemble combines its members")
+    prompts: str = opt("demo:prompts", "a file of any record kind (its prompts are used) or demo:prompts")
+    max_prompts: int = opt(0, "use at most this many prompts (0 = all)")
+    max_n: int = opt(64, "largest N of best-of-N (a power of 2); N = 1, 2, 4, ..., max_n")
+    sampling: EvalSampling = opt(factory=lambda: EvalSampling(n=64), help="")
+    reward_batch_size: int = opt(32, "responses per reward call")
+    output_dir: str = opt("runs/overopt", "where overopt.json, overopt.png and samples.jsonl go")
+    seed: int = opt(0, "sampling seed")
+    dtype: str = opt("float32", "float32 (right on CPU), bfloat16, or auto (bf16 on CUDA)")
+    device: str = opt("auto", "auto (cuda when available), cpu or cuda")
+
+    def validate(self) -> None:
+        if not self.proxy or not self.gold:
+            raise ValueError("proxy and gold: both required (reward-model folders or reward specs)")
+        if self.max_n < 1 or self.max_n & (self.max_n - 1):
+            raise ValueError(f"max_n: must be a power of 2 (1, 2, 4, ..., 64), got {self.max_n}")
+        if self.sampling.n < self.max_n:
+            raise ValueError(f"sampling.n={self.sampling.n}: best-of-{self.max_n} needs at least "
+                             f"{self.max_n} samples per prompt")
+
+
+@dataclass
+class OverOptResult:
+    output_dir: Path
+    summary: dict
+    plot: Path
+
+
+def bon_curve(proxy: list, gold: list, ns: list[int]) -> list[dict]:
+    """Per N: KL, sqrt(KL) and the mean over prompts of the expected proxy and gold score of the
+    proxy's best of N (``proxy``/``gold``: ``[P][n]`` scores)."""
+    from rlhfkit.eval.overopt import bon_expected
+    from rlhfkit.eval.stats import bon_kl
+
+    rows = []
+    for n in ns:
+        p = sum(bon_expected(ps, ps, n) for ps in proxy) / len(proxy)
+        g = sum(bon_expected(ps, gs, n) for ps, gs in zip(proxy, gold)) / len(proxy)
+        rows.append({"n": n, "kl": bon_kl(n), "sqrt_kl": math.sqrt(bon_kl(n)), "proxy": p, "gold": g})
+    return rows
+
+
+def _std(scores: list) -> float:
+    import numpy as np
+
+    flat = np.array([s for row in scores for s in row], dtype=float)
+    return float(flat.std()) or 1.0
+
+
+def analyse(curve: list[dict], proxy_std: float, gold_std: float) -> dict:
+    """Gains over N = 1 in std units, Gao et al. best-of-N fits, and where gold peaks."""
+    from rlhfkit.eval.overopt import fit_overopt, n_for_kl
+
+    d = [r["sqrt_kl"] for r in curve]
+    gains = {"proxy": [(r["proxy"] - curve[0]["proxy"]) / proxy_std for r in curve],
+             "gold": [(r["gold"] - curve[0]["gold"]) / gold_std for r in curve]}
+    fits = {k: fit_overopt(d, g, "bon") if len(d) >= 2 else None for k, g in gains.items()}
+    gold_fit = fits["gold"]
+    best = max(curve, key=lambda r: r["gold"])
+    peak = None
+    if gold_fit is not None and gold_fit.peak_d is not None:
+        peak = {"sqrt_kl": gold_fit.peak_d, "kl": gold_fit.peak_kl, "n": n_for_kl(gold_fit.peak_kl),
+                "gain_std": gold_fit.peak_gain, "inside_measured_range": gold_fit.peak_d <= max(d)}
+    return {"gains": gains, "fits": {k: asdict(f) if f else None for k, f in fits.items()},
+            "fit_objects": fits, "gold_peak_fit": peak, "gold_best_measured_n": best["n"]}
+
+
+def _load(spec: str, key: str, device: str, reduce: str):
+    from rlhfkit.config import ConfigError
+    from rlhfkit.rewards import RewardError, load_reward
+
+    try:
+        return load_reward(spec, device=device, reduce=reduce)
+    except RewardError as err:
+        raise ConfigError(f"{key}: {err}") from err
+
+
+def run(cfg: OverOptConfig) -> OverOptResult:
+    from rlhfkit.eval.plots import plot_overopt
+    from rlhfkit.eval.policies import sample_policy
+    from rlhfkit.stages.best_of_n import load_prompts
+    from rlhfkit.stages.common import prepare_output, resolve_device, say, seed_everything
+    from rlhfkit.utils.io import write_json
+
+    device = resolve_device(cfg.device)
+    proxy, gold = _load(cfg.proxy, "proxy", device, cfg.reduce), _load(cfg.gold, "gold", device, cfg.reduce)
+    out = prepare_output(cfg, cfg.output_dir)
+    seed_everything(cfg.seed)
+    prompts = load_prompts(cfg.prompts, cfg.max_prompts or None)
+    say(f"overopt: sampling {len(prompts)} prompts x {cfg.sampling.n} from {cfg.policy}")
+    samples = sample_policy(cfg.policy, prompts, cfg.sampling, cfg.seed, device, cfg.dtype)
+    ps = [[float(x) for x in r] for r in proxy.score_groups(prompts, samples.texts, cfg.reward_batch_size)]
+    gs = [[float(x) for x in r] for r in gold.score_groups(prompts, samples.texts, cfg.reward_batch_size)]
+    curve = bon_curve(ps, gs, [2 ** k for k in range(int(math.log2(cfg.max_n)) + 1)])
+    a = analyse(curve, _std(ps), _std(gs))
+    peak = a["gold_peak_fit"]
+    plot = plot_overopt([r["sqrt_kl"] for r in curve], a["gains"], a["fit_objects"],
+                        peak["sqrt_kl"] if peak else None, out / PLOT_FILE,
+                        f"best-of-N over-optimisation: {Path(samples.path).name}, proxy {proxy.name}, "
+                        f"gold {gold.name}"[:110])
+    summary = {"policy": samples.path, "proxy": proxy.name, "gold": gold.name, "prompts": len(prompts),
+               "samples_per_prompt": cfg.sampling.n, "curve": curve, "proxy_std": _std(ps), "gold_std": _std(gs),
+               **{k: v for k, v in a.items() if k != "fit_objects"}}
+    write_json(out / RESULT_FILE, summary)
+    _write_samples(out / SAMPLES_FILE, prompts, samples.texts, ps, gs)
+    return OverOptResult(out, summary, plot)
+
+
+def _write_samples(path: Path, prompts: list, texts: list, proxy: list, gold: list) -> None:
+    from rlhfkit.data.records import conversation_to_json
+    from rlhfkit.utils.io import atomic_write_jsonl
+
+    atomic_write_jsonl(path, ({"prompt_index": p, "prompt": conversation_to_json(prompt), "response": t,
+                               "proxy": pr, "gold": gd}
+                              for p, prompt in enumerate(prompts)
+                              for t, pr, gd in zip(texts[p], proxy[p], gold[p])))
+
+
+def report(result: OverOptResult) -> None:
+    s = result.summary
+    print(f"best-of-N over-optimisation on {s['prompts']} prompts x {s['samples_per_prompt']} samples; "
+          f"proxy {s['proxy']}, gold {s['gold']}")
+    print(f"{'N':>4} {'KL':>7} {'sqrt KL':>8} {'proxy':>9} {'gold':>9}")
+    for r in s["curve"]:
+        print(f"{r['n']:>4} {r['kl']:>7.3f} {r['sqrt_kl']:>8.3f} {r['proxy']:>9.4f} {r['gold']:>9.4f}")
+    for name, fit in s["fits"].items():
+        if fit:
+            print(f"{name} fit: gain = d (alpha - beta d) with alpha {fit['alpha']:.4f}, beta {fit['beta']:.4f} "
+                  "(d = sqrt(KL), gain in std units over N = 1)")
+    peak = s["gold_peak_fit"]
+    if peak is None:
+        print(f"gold does not turn down within the fit (best measured at N = {s['gold_best_measured_n']})")
+    else:
+        where = "inside" if peak["inside_measured_range"] else "beyond (extrapolated)"
+        print(f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats, N ~ {peak['n']:.1f}), "
+              f"{where} the measured range; best measured N = {s['gold_best_measured_n']}")
+    print(f"plot: {result.plot}\nresults: {result.output_dir / RESULT_FILE}")

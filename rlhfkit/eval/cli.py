@@ -1,0 +1,35 @@
+"""``rlhfkit eval [key=value ...]`` (compare policies, :mod:`rlhfkit.eval.compare`) and
+``rlhfkit eval overopt [key=value ...]`` (best-of-N over-optimisation, :mod:`rlhfkit.eval.bon_overopt`).
+
+Imports stay light (no torch) so ``rlhfkit --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+
+COMPARE = ("rlhfkit.eval.compare", "EvalConfig")
+OVEROPT = ("rlhfkit.eval.bon_overopt", "OverOptConfig")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from rlhfkit.cli import _config_help, add_stage
+
+    parser = add_stage(
+        sub, "eval", *COMPARE, "compare policies against a baseline (win rates, diversity, mode collapse)",
+        "Evaluate what RLHF did. rlhfkit eval policies=[runs/ppo] baseline=runs/sft judge=runs/gold_rm: "
+        "K samples per prompt from each policy, judged by a reward model or ensemble the policy was not "
+        "optimised against; win rate vs the baseline with ties and a bootstrap CI, the length-controlled "
+        "win rate, mean scores, diversity (distinct-n, self-BLEU, hidden-state cosine) and a mode-collapse "
+        "verdict. rlhfkit eval overopt policy=... proxy=... gold=...: the best-of-N over-optimisation "
+        "curve (Gao et al. 2022), gold and proxy against sqrt(KL) for N = 1..64, with where gold peaks.")
+    parser.epilog += "\n\nrlhfkit eval overopt: " + _config_help(*OVEROPT)
+    parser.set_defaults(func=dispatch)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from rlhfkit.cli import run_stage
+
+    if args.overrides[:1] == ["overopt"]:
+        args.overrides = args.overrides[1:]
+        return run_stage(*OVEROPT, args)
+    return run_stage(*COMPARE, args)

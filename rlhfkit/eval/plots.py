@@ -1,0 +1,53 @@
+"""PNG figures of the evaluation (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def figure_png(fig: Any, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (the figure is closed)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_overopt(d: Sequence[float], curves: dict, fits: dict, peak_d: float | None, out_png: str | Path,
+                 title: str = "") -> Path:
+    """Gold and proxy gain against sqrt(KL): measured points and the fitted Gao et al. curve.
+
+    ``curves``: label -> gains (one per d); ``fits``: label -> an object with ``predict(d)``;
+    ``peak_d``: where the gold fit peaks (a dashed vertical line), or None."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from rlhfkit.monitor.plots import _atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    grid = np.linspace(0.0, max(max(d), (peak_d or 0.0) * 1.2) * 1.05, 200)
+    for (label, gains), color in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green")):
+        ax.plot(d, gains, "o", color=color, label=f"{label} (best-of-N)")
+        if fits.get(label) is not None:
+            ax.plot(grid, fits[label].predict(grid), "-", color=color, alpha=0.7,
+                    label=f"{label} fit d(alpha - beta d)")
+    if peak_d is not None:
+        ax.axvline(peak_d, color="gray", linestyle="--", label=f"gold peak sqrt(KL) = {peak_d:.2f}")
+    ax.set_xlabel("sqrt(KL(best-of-N || policy))  [sqrt(nats)]")
+    ax.set_ylabel("score gain over N = 1  [std of the reward]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    _atomic_write_bytes(out_png, figure_png(fig))
+    return out_png
