@@ -55,7 +55,7 @@ class OveroptFit:
     form: str
     alpha: float
     beta: float
-    peak_d: float | None  # sqrt(KL) where the fitted gain peaks; None when it never turns down (beta <= 0)
+    peak_d: float | None  # sqrt(KL) where the fitted gain peaks (0: it only falls); None: never turns down
     peak_gain: float | None
 
     @property
@@ -77,7 +77,8 @@ def fit_overopt(d: Sequence[float], gain: Sequence[float], form: Form = "bon") -
     alpha, beta = float(alpha), float(beta)
     if beta <= 0:
         return OveroptFit(form, alpha, beta, None, None)
-    peak = alpha / (2 * beta) if form == "bon" else math.exp(alpha / beta - 1)
+    # bon: a negative alpha means the gain falls from the start, so the best is d = 0 (N = 1)
+    peak = max(0.0, alpha / (2 * beta)) if form == "bon" else math.exp(alpha / beta - 1)
     fit = OveroptFit(form, alpha, beta, peak, 0.0)
     return OveroptFit(form, alpha, beta, peak, float(fit.predict([peak])[0]))
 

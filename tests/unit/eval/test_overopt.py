@@ -59,3 +59,9 @@ def test_a_proxy_that_keeps_rising_has_no_peak():
 def test_n_for_kl_inverts_bon_kl():
     for n in (1, 2, 16, 64, 1000):
         assert n_for_kl(bon_kl(n)) == pytest.approx(n, rel=1e-6)
+
+
+def test_a_gold_that_only_falls_peaks_at_zero():
+    d = np.sqrt([bon_kl(2 ** k) for k in range(7)])
+    fit = fit_overopt(d, -0.3 * d - 0.5 * d * d, "bon")
+    assert fit.alpha == pytest.approx(-0.3) and fit.peak_d == 0.0 and fit.peak_gain == 0.0
