@@ -1,5 +1,6 @@
-"""``rlhfkit eval [key=value ...]`` (compare policies, :mod:`rlhfkit.eval.compare`) and
-``rlhfkit eval overopt [key=value ...]`` (best-of-N over-optimisation, :mod:`rlhfkit.eval.bon_overopt`).
+"""``rlhfkit eval [key=value ...]`` (compare policies, :mod:`rlhfkit.eval.compare`),
+``rlhfkit eval overopt [key=value ...]`` (best-of-N over-optimisation, :mod:`rlhfkit.eval.bon_overopt`)
+and ``rlhfkit report RUN_DIR`` (one self-contained report.html, :mod:`rlhfkit.monitor.report`).
 
 Imports stay light (no torch) so ``rlhfkit --help`` stays fast."""
 
@@ -24,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "curve (Gao et al. 2022), gold and proxy against sqrt(KL) for N = 1..64, with where gold peaks.")
     parser.epilog += "\n\nrlhfkit eval overopt: " + _config_help(*OVEROPT)
     parser.set_defaults(func=dispatch)
+    rep = sub.add_parser("report", help="write one self-contained report.html for a run folder",
+                         description="rlhfkit report RUN_DIR: config, training curves, evaluation tables, "
+                                     "answers side by side and reward-hacking warnings of every run under "
+                                     "RUN_DIR (a stage, pipeline, eval or overopt folder) in one HTML file "
+                                     "with the plots embedded (no external assets).")
+    rep.add_argument("run_dir", help="a run folder (or a folder of runs)")
+    rep.add_argument("--out", help="where to write the report (default RUN_DIR/report.html)")
+    rep.set_defaults(func=report_command)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -33,3 +42,10 @@ def dispatch(args: argparse.Namespace) -> int:
         args.overrides = args.overrides[1:]
         return run_stage(*OVEROPT, args)
     return run_stage(*COMPARE, args)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from rlhfkit.monitor.report import build_report
+
+    print(f"report: {build_report(args.run_dir, args.out)}")
+    return 0

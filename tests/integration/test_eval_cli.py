@@ -58,6 +58,11 @@ def test_eval_compares_two_tiny_policies_with_themselves(tmp_path, capsys):
         assert -1 <= div["cosine_within"] <= 1 and -1 <= div["cosine_across"] <= 1
         assert pol["mode_collapse"] == {"collapsed": False, "reasons": []}
     assert summary["collapse_thresholds"]["max_self_bleu"] == 0.7
+    # the report reads what eval wrote: its table and the answers side by side, no unreadable part
+    assert run_cli("report", str(out)) == 0
+    page = (out / "report.html").read_text()
+    assert "Evaluation against the baseline" in page and "could not read" not in page
+    assert f"{summary['policies'][0]['win_rate']:.4g}" in page
 
 
 def test_eval_config_errors_are_one_line(tmp_path, capsys):
