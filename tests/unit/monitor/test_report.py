@@ -7,7 +7,6 @@ import os
 from html.parser import HTMLParser
 from types import SimpleNamespace
 
-
 from tests.conftest import run_cli
 
 EVIL = "<script>alert('x')</script> --------------------"
