@@ -112,11 +112,12 @@ def _load(spec: str, key: str, device: str, reduce: str):
 
 def run(cfg: OverOptConfig) -> OverOptResult:
     from rlhfkit.eval.plots import plot_overopt
-    from rlhfkit.eval.policies import sample_policy
+    from rlhfkit.eval.policies import check_policies, sample_policy
     from rlhfkit.stages.best_of_n import load_prompts
     from rlhfkit.stages.common import prepare_output, resolve_device, say, seed_everything
     from rlhfkit.utils.io import write_json
 
+    check_policies([cfg.policy])
     device = resolve_device(cfg.device)
     proxy, gold = _load(cfg.proxy, "proxy", device, cfg.reduce), _load(cfg.gold, "gold", device, cfg.reduce)
     out = prepare_output(cfg, cfg.output_dir)

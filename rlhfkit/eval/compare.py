@@ -156,17 +156,18 @@ def _sample_rows(index: int, prompts: list, samples: Any, scores: list):
 
 def run(cfg: EvalConfig) -> EvalResult:
     from rlhfkit.eval.diversity import words
-    from rlhfkit.eval.policies import sample_policy
+    from rlhfkit.eval.policies import check_policies, sample_policy
     from rlhfkit.stages.best_of_n import load_prompts
     from rlhfkit.stages.common import prepare_output, resolve_device, say, seed_everything
     from rlhfkit.utils.io import atomic_write_jsonl, write_json
 
+    names = [cfg.baseline] + list(cfg.policies)
+    check_policies(names)  # before any model is loaded
     device = resolve_device(cfg.device)
     judge = _load_judge(cfg, device)
     out = prepare_output(cfg, cfg.output_dir)
     seed_everything(cfg.seed)
     prompts = load_prompts(cfg.prompts, cfg.max_prompts or None)
-    names = [cfg.baseline] + list(cfg.policies)
     samples, scores = [], []
     for i, name in enumerate(names):
         say(f"eval: sampling {len(prompts)} prompts x {cfg.sampling.n} from {name}")

@@ -49,6 +49,14 @@ def resolve_policy(spec: str) -> str:
     return str(final) if (final / "config.json").exists() else spec
 
 
+def check_policies(names: list[str]) -> None:
+    """Raise ModelLoadError (one line) for a name that is no model folder, run folder or alias."""
+    from rlhfkit.models.loading import resolve_model_path
+
+    for name in names:
+        resolve_model_path(resolve_policy(name))
+
+
 def sample_policy(spec: str, prompts: list, sampling: EvalSampling, seed: int, device: str,
                   dtype: str = "float32", embed: bool = False) -> PolicySamples:
     """Load the policy, sample ``sampling.n`` responses per prompt (seeds ``seed``, ``seed + 1``, ...

@@ -71,6 +71,9 @@ def test_eval_config_errors_are_one_line(tmp_path, capsys):
     assert run_cli("eval", "policies=[tiny]", "baseline=tiny", "judge=nonsense", f"output_dir={tmp_path}") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rlhfkit eval: error: judge:") and len(err.splitlines()) == 1
+    assert run_cli("eval", "policies=[tiny]", f"baseline={tmp_path / 'nope'}", "judge=length",
+                   f"output_dir={tmp_path / 'c'}") == 2
+    assert "no such model folder" in capsys.readouterr().err and not (tmp_path / "c").exists()
     assert run_cli("eval", "overopt", "policy=tiny", "proxy=length", "gold=length", "max_n=6") == 2
     assert "max_n: must be a power of 2" in capsys.readouterr().err
 
@@ -80,6 +83,9 @@ def test_overopt_best_of_n_curve_from_two_rule_rewards(tmp_path, capsys):
     from rlhfkit.eval.stats import bon_kl
 
     out = tmp_path / "overopt"
+    assert run_cli("eval", "policies=[tiny]", f"baseline={tmp_path / 'nope'}", "judge=length",
+                   f"output_dir={tmp_path / 'c'}") == 2
+    assert "no such model folder" in capsys.readouterr().err and not (tmp_path / "c").exists()
     assert run_cli("eval", "overopt", "policy=tiny", "proxy=length:1", "gold=regex:^.{0,30}$", "max_prompts=4",
                    "sampling.max_new_tokens=8", "sampling.n=8", "max_n=8", f"output_dir={out}") == 0
     printed = capsys.readouterr().out
