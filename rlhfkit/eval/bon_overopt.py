@@ -15,7 +15,7 @@ Writes ``overopt.json`` (the curve, the fits, the peak), ``overopt.png`` and ``s
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -75,51 +75,18 @@ def bon_curve(proxy: list, gold: list, ns: list[int]) -> list[dict]:
     return rows
 
 
-def _std(scores: list) -> float:
-    import numpy as np
-
-    flat = np.array([s for row in scores for s in row], dtype=float)
-    return float(flat.std()) or 1.0
-
-
-def analyse(curve: list[dict], proxy_std: float, gold_std: float) -> dict:
-    """Gains over N = 1 in std units, Gao et al. best-of-N fits, and where gold peaks."""
-    from rlhfkit.eval.overopt import fit_overopt, n_for_kl
-
-    d = [r["sqrt_kl"] for r in curve]
-    gains = {"proxy": [(r["proxy"] - curve[0]["proxy"]) / proxy_std for r in curve],
-             "gold": [(r["gold"] - curve[0]["gold"]) / gold_std for r in curve]}
-    fits = {k: fit_overopt(d, g, "bon") if len(d) >= 2 else None for k, g in gains.items()}
-    gold_fit = fits["gold"]
-    best = max(curve, key=lambda r: r["gold"])
-    peak = None
-    if gold_fit is not None and gold_fit.peak_d is not None:
-        peak = {"sqrt_kl": gold_fit.peak_d, "kl": gold_fit.peak_kl, "n": n_for_kl(gold_fit.peak_kl),
-                "gain_std": gold_fit.peak_gain, "inside_measured_range": gold_fit.peak_d <= max(d)}
-    return {"gains": gains, "fits": {k: asdict(f) if f else None for k, f in fits.items()},
-            "fit_objects": fits, "gold_peak_fit": peak, "gold_best_measured_n": best["n"]}
-
-
-def _load(spec: str, key: str, device: str, reduce: str):
-    from rlhfkit.config import ConfigError
-    from rlhfkit.rewards import RewardError, load_reward
-
-    try:
-        return load_reward(spec, device=device, reduce=reduce)
-    except RewardError as err:
-        raise ConfigError(f"{key}: {err}") from err
-
-
 def run(cfg: OverOptConfig) -> OverOptResult:
+    from rlhfkit.eval.overopt import analyse_curve, pooled_std
     from rlhfkit.eval.plots import plot_overopt
-    from rlhfkit.eval.policies import check_policies, sample_policy
+    from rlhfkit.eval.policies import check_policies, load_named_reward, sample_policy
     from rlhfkit.stages.best_of_n import load_prompts
     from rlhfkit.stages.common import prepare_output, resolve_device, say, seed_everything
     from rlhfkit.utils.io import write_json
 
     check_policies([cfg.policy])
     device = resolve_device(cfg.device)
-    proxy, gold = _load(cfg.proxy, "proxy", device, cfg.reduce), _load(cfg.gold, "gold", device, cfg.reduce)
+    proxy, gold = (load_named_reward(cfg.proxy, "proxy", device, cfg.reduce),
+                   load_named_reward(cfg.gold, "gold", device, cfg.reduce))
     out = prepare_output(cfg, cfg.output_dir)
     seed_everything(cfg.seed)
     prompts = load_prompts(cfg.prompts, cfg.max_prompts or None)
@@ -128,14 +95,14 @@ def run(cfg: OverOptConfig) -> OverOptResult:
     ps = [[float(x) for x in r] for r in proxy.score_groups(prompts, samples.texts, cfg.reward_batch_size)]
     gs = [[float(x) for x in r] for r in gold.score_groups(prompts, samples.texts, cfg.reward_batch_size)]
     curve = bon_curve(ps, gs, [2 ** k for k in range(int(math.log2(cfg.max_n)) + 1)])
-    a = analyse(curve, _std(ps), _std(gs))
+    a = analyse_curve(curve, pooled_std(ps), pooled_std(gs), "bon")
     peak = a["gold_peak_fit"]
     plot = plot_overopt([r["sqrt_kl"] for r in curve], a["gains"], a["fit_objects"],
-                        peak["sqrt_kl"] if peak else None, out / PLOT_FILE,
+                        peak["sqrt_kl"] if peak else None, out / PLOT_FILE, "bon",
                         f"best-of-N over-optimisation: {Path(samples.path).name}, proxy {proxy.name}, "
                         f"gold {gold.name}"[:110])
     summary = {"policy": samples.path, "proxy": proxy.name, "gold": gold.name, "prompts": len(prompts),
-               "samples_per_prompt": cfg.sampling.n, "curve": curve, "proxy_std": _std(ps), "gold_std": _std(gs),
+               "samples_per_prompt": cfg.sampling.n, "curve": curve, "proxy_std": pooled_std(ps), "gold_std": pooled_std(gs),
                **{k: v for k, v in a.items() if k != "fit_objects"}}
     write_json(out / RESULT_FILE, summary)
     _write_samples(out / SAMPLES_FILE, prompts, samples.texts, ps, gs)
@@ -165,9 +132,9 @@ def report(result: OverOptResult) -> None:
                   "(d = sqrt(KL), gain in std units over N = 1)")
     peak = s["gold_peak_fit"]
     if peak is None:
-        print(f"gold does not turn down within the fit (best measured at N = {s['gold_best_measured_n']})")
+        print(f"gold does not turn down within the fit (best measured at N = {s['gold_best_measured']['n']})")
     else:
         where = "inside" if peak["inside_measured_range"] else "beyond (extrapolated)"
         print(f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats, N ~ {peak['n']:.1f}), "
-              f"{where} the measured range; best measured N = {s['gold_best_measured_n']}")
+              f"{where} the measured range; best measured N = {s['gold_best_measured']['n']}")
     print(f"plot: {result.plot}\nresults: {result.output_dir / RESULT_FILE}")

@@ -132,16 +132,6 @@ def policy_summary(samples: Any, scores: list, thresholds: CollapseThresholds, b
 # The command
 
 
-def _load_judge(cfg: EvalConfig, device: str):
-    from rlhfkit.config import ConfigError
-    from rlhfkit.rewards import RewardError, load_reward
-
-    try:
-        return load_reward(cfg.judge, device=device, reduce=cfg.judge_reduce)
-    except RewardError as err:
-        raise ConfigError(f"judge: {err}") from err
-
-
 def _sample_rows(index: int, prompts: list, samples: Any, scores: list):
     """samples.jsonl rows of one policy (``policy_index`` 0 = the baseline, i = policies[i-1])."""
     from rlhfkit.data.records import conversation_to_json
@@ -156,7 +146,7 @@ def _sample_rows(index: int, prompts: list, samples: Any, scores: list):
 
 def run(cfg: EvalConfig) -> EvalResult:
     from rlhfkit.eval.diversity import words
-    from rlhfkit.eval.policies import check_policies, sample_policy
+    from rlhfkit.eval.policies import check_policies, load_named_reward, sample_policy
     from rlhfkit.stages.best_of_n import load_prompts
     from rlhfkit.stages.common import prepare_output, resolve_device, say, seed_everything
     from rlhfkit.utils.io import atomic_write_jsonl, write_json
@@ -164,7 +154,7 @@ def run(cfg: EvalConfig) -> EvalResult:
     names = [cfg.baseline] + list(cfg.policies)
     check_policies(names)  # before any model is loaded
     device = resolve_device(cfg.device)
-    judge = _load_judge(cfg, device)
+    judge = load_named_reward(cfg.judge, "judge", device, cfg.judge_reduce)
     out = prepare_output(cfg, cfg.output_dir)
     seed_everything(cfg.seed)
     prompts = load_prompts(cfg.prompts, cfg.max_prompts or None)

@@ -97,3 +97,33 @@ def n_for_kl(kl: float, n_max: float = 1e12) -> float:
         else:
             hi = mid
     return math.exp((lo + hi) / 2)
+
+
+def pooled_std(scores: Sequence[Sequence[float]]) -> float:
+    """Standard deviation of all scores ``[P][K]`` together (1.0 when they are all equal)."""
+    flat = np.array([s for row in scores for s in row], dtype=float)
+    return float(flat.std()) or 1.0
+
+
+def analyse_curve(curve: list[dict], proxy_std: float, gold_std: float, form: Form) -> dict:
+    """Gains over the first point (``curve[0]``: N = 1, or the start of an RL run) in units of each
+    reward's standard deviation, the Gao et al. fit of each, and where the gold fit peaks.
+
+    ``curve``: rows with ``sqrt_kl``, ``proxy`` and ``gold`` (and ``n`` for best-of-N)."""
+    d = [r["sqrt_kl"] for r in curve]
+    gains = {"proxy": [(r["proxy"] - curve[0]["proxy"]) / proxy_std for r in curve],
+             "gold": [(r["gold"] - curve[0]["gold"]) / gold_std for r in curve]}
+    fits = {k: fit_overopt(d, g, form) if len(d) >= 2 else None for k, g in gains.items()}
+    gold_fit = fits["gold"]
+    best = max(curve, key=lambda r: r["gold"])
+    peak = None
+    if gold_fit is not None and gold_fit.peak_d is not None:
+        peak = {"sqrt_kl": gold_fit.peak_d, "kl": gold_fit.peak_kl, "gain_std": gold_fit.peak_gain,
+                "inside_measured_range": gold_fit.peak_d <= max(d)}
+        if form == "bon":
+            peak["n"] = n_for_kl(gold_fit.peak_kl)
+    from dataclasses import asdict
+
+    return {"gains": gains, "fits": {k: asdict(f) if f else None for k, f in fits.items()},
+            "fit_objects": fits, "gold_peak_fit": peak,
+            "gold_best_measured": {k: v for k, v in best.items() if k in ("n", "step", "label", "sqrt_kl")}}

@@ -1,4 +1,5 @@
-"""Policies under evaluation: name -> model folder, and K samples per prompt from each.
+"""Policies and judges under evaluation: name -> model folder, K samples per prompt from each, and
+reward specs loaded with errors that name the config key.
 
 A policy is a run folder (its ``final/`` model is used), a Hugging Face folder, ``default`` or
 ``tiny``, or a hub name. Sampling is the best-of-N stage's (:func:`rlhfkit.stages.best_of_n.sample_groups`:
@@ -81,3 +82,14 @@ def sample_policy(spec: str, prompts: list, sampling: EvalSampling, seed: int, d
     del engine, model
     gc.collect()
     return out
+
+
+def load_named_reward(spec: str, key: str, device: str, reduce: str = "mean"):
+    """:func:`rlhfkit.rewards.load_reward`, its error re-raised as a ConfigError naming ``key``."""
+    from rlhfkit.config import ConfigError
+    from rlhfkit.rewards import RewardError, load_reward
+
+    try:
+        return load_reward(spec, device=device, reduce=reduce)
+    except RewardError as err:
+        raise ConfigError(f"{key}: {err}") from err

@@ -240,7 +240,7 @@ def overopt_part(folder: Path) -> str:
              f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats, N ~ {peak['n']:.1f})")
     return (f"<h3>Best-of-N over-optimisation</h3><p>proxy {esc(s['proxy'])}, gold {esc(s['gold'])}, "
             f"{s['prompts']} prompts x {s['samples_per_prompt']} samples: {esc(where)}; best measured "
-            f"N = {s['gold_best_measured_n']}.</p>"
+            f"N = {s['gold_best_measured']['n']}.</p>"
             + table(["N", "KL", "sqrt KL", "proxy", "gold"],
                     [[r["n"], r["kl"], r["sqrt_kl"], r["proxy"], r["gold"]] for r in s["curve"]]))
 

@@ -107,4 +107,4 @@ def test_overopt_best_of_n_curve_from_two_rule_rewards(tmp_path, capsys):
     assert proxies == sorted(proxies)  # selecting by the proxy never lowers its expected value
     assert curve[0]["proxy"] == pytest.approx(sum(s["proxy"] for s in samples) / 32)
     assert summary["fits"]["proxy"]["alpha"] > 0
-    assert summary["gold_best_measured_n"] in (1, 2, 4, 8)
+    assert summary["gold_best_measured"]["n"] in (1, 2, 4, 8)
