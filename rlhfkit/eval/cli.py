@@ -1,5 +1,6 @@
 """``rlhfkit eval [key=value ...]`` (compare policies, :mod:`rlhfkit.eval.compare`),
-``rlhfkit eval overopt [key=value ...]`` (best-of-N over-optimisation, :mod:`rlhfkit.eval.bon_overopt`)
+``rlhfkit eval overopt [key=value ...]`` (best-of-N over-optimisation, :mod:`rlhfkit.eval.bon_overopt`),
+``rlhfkit eval frontier [key=value ...]`` (reward vs KL over an RL run's checkpoints, :mod:`rlhfkit.eval.frontier`)
 and ``rlhfkit report RUN_DIR`` (one self-contained report.html, :mod:`rlhfkit.monitor.report`).
 
 Imports stay light (no torch) so ``rlhfkit --help`` stays fast."""
@@ -10,6 +11,8 @@ import argparse
 
 COMPARE = ("rlhfkit.eval.compare", "EvalConfig")
 OVEROPT = ("rlhfkit.eval.bon_overopt", "OverOptConfig")
+FRONTIER = ("rlhfkit.eval.frontier", "FrontierConfig")
+MODES = {"overopt": OVEROPT, "frontier": FRONTIER}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "optimised against; win rate vs the baseline with ties and a bootstrap CI, the length-controlled "
         "win rate, mean scores, diversity (distinct-n, self-BLEU, hidden-state cosine) and a mode-collapse "
         "verdict. rlhfkit eval overopt policy=... proxy=... gold=...: the best-of-N over-optimisation "
-        "curve (Gao et al. 2022), gold and proxy against sqrt(KL) for N = 1..64, with where gold peaks.")
-    parser.epilog += "\n\nrlhfkit eval overopt: " + _config_help(*OVEROPT)
+        "curve (Gao et al. 2022), gold and proxy against sqrt(KL) for N = 1..64, with where gold peaks. "
+        "rlhfkit eval frontier run=runs/ppo gold=...: reward vs KL across the run's checkpoints, the RL "
+        "over-optimisation curve and where gold peaks.")
+    for mode, (module, cls_name) in MODES.items():
+        parser.epilog += f"\n\nrlhfkit eval {mode}: " + _config_help(module, cls_name)
     parser.set_defaults(func=dispatch)
     rep = sub.add_parser("report", help="write one self-contained report.html for a run folder",
                          description="rlhfkit report RUN_DIR: config, training curves, evaluation tables, "
@@ -38,9 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def dispatch(args: argparse.Namespace) -> int:
     from rlhfkit.cli import run_stage
 
-    if args.overrides[:1] == ["overopt"]:
+    mode = MODES.get(args.overrides[0]) if args.overrides else None
+    if mode is not None:
         args.overrides = args.overrides[1:]
-        return run_stage(*OVEROPT, args)
+        return run_stage(*mode, args)
     return run_stage(*COMPARE, args)
 
 

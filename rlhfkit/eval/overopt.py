@@ -113,7 +113,8 @@ def analyse_curve(curve: list[dict], proxy_std: float, gold_std: float, form: Fo
     d = [r["sqrt_kl"] for r in curve]
     gains = {"proxy": [(r["proxy"] - curve[0]["proxy"]) / proxy_std for r in curve],
              "gold": [(r["gold"] - curve[0]["gold"]) / gold_std for r in curve]}
-    fits = {k: fit_overopt(d, g, form) if len(d) >= 2 else None for k, g in gains.items()}
+    enough = sum(x > 0 for x in d) >= 2  # two parameters through the origin need two points beyond it
+    fits = {k: fit_overopt(d, g, form) if enough else None for k, g in gains.items()}
     gold_fit = fits["gold"]
     best = max(curve, key=lambda r: r["gold"])
     peak = None

@@ -3,13 +3,14 @@
 Works on any folder rlhfkit wrote: one stage's run folder, a pipeline folder (``sft/``, ``rm/``,
 ``ppo/`` ... inside), an ``rlhfkit eval`` or ``eval overopt`` folder, or a folder holding several of
 them. For every run folder found (a folder with ``config.yaml``, ``metrics.jsonl``, ``eval.json`` or
-``overopt.json``; ``final/`` and ``checkpoints/`` are skipped) it shows what is there:
+``overopt.json`` or ``frontier.json``; ``final/`` and ``checkpoints/`` are skipped) it shows what is there:
 
 * the config (``config.yaml``) and the data files it names;
 * training curves drawn from ``metrics.jsonl`` (the keys in :data:`CURVE_KEYS` that were logged),
   the last logged values, and the PNGs the run already drew (``curves.png``, ``overopt.png``);
 * evaluation tables (``eval.json``: win rates with CIs, the length-controlled win rate, diversity,
-  mode collapse; ``overopt.json``: the best-of-N curve and where gold peaks; best-of-N
+  mode collapse; ``overopt.json`` / ``frontier.json``: the best-of-N or RL-checkpoint curve against
+  sqrt(KL) and where gold peaks; best-of-N
   ``summary.json``), with baseline and policy answers to the same prompts side by side;
 * reward-hacking warnings (``hacking.jsonl``) by detector, with example responses.
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 REPORT_FILE = "report.html"
-RUN_MARKERS = ("config.yaml", "metrics.jsonl", "eval.json", "overopt.json")
+RUN_MARKERS = ("config.yaml", "metrics.jsonl", "eval.json", "overopt.json", "frontier.json")
 SKIP_DIRS = ("final", "checkpoints")
 CURVE_KEYS = ("loss", "eval/loss", "eval/accuracy", "score", "eval/score", "reward", "kl", "eval/kl",
               "response_length", "entropy", "win_rate")
@@ -232,17 +233,23 @@ def side_by_side(path: Path, prompts: int = 3) -> str:
 
 
 def overopt_part(folder: Path) -> str:
-    s = read_json(folder / "overopt.json")
+    """The best-of-N (overopt.json) or RL-checkpoint (frontier.json) over-optimisation curve."""
+    bon = read_json(folder / "overopt.json")
+    s = bon or read_json(folder / "frontier.json")
     if not s:
         return ""
-    peak = s.get("gold_peak_fit")
+    peak, best = s.get("gold_peak_fit"), s["gold_best_measured"]
     where = ("gold does not turn down within the fit" if peak is None else
-             f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats, N ~ {peak['n']:.1f})")
-    return (f"<h3>Best-of-N over-optimisation</h3><p>proxy {esc(s['proxy'])}, gold {esc(s['gold'])}, "
-            f"{s['prompts']} prompts x {s['samples_per_prompt']} samples: {esc(where)}; best measured "
-            f"N = {s['gold_best_measured']['n']}.</p>"
-            + table(["N", "KL", "sqrt KL", "proxy", "gold"],
-                    [[r["n"], r["kl"], r["sqrt_kl"], r["proxy"], r["gold"]] for r in s["curve"]]))
+             f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats"
+             + (f", N ~ {peak['n']:.1f})" if "n" in peak else ")"))
+    best_text = f"N = {best['n']}" if bon else best["label"]
+    head = (["N", "KL", "sqrt KL", "proxy", "gold"] if bon else ["point", "step", "KL", "sqrt KL", "proxy", "gold"])
+    rows = [([r["n"]] if bon else [r["label"], r["step"]]) + [r["kl"], r["sqrt_kl"], r["proxy"], r["gold"]]
+            for r in s["curve"]]
+    title = "Best-of-N over-optimisation" if bon else "Reward vs KL across the run's checkpoints"
+    return (f"<h3>{title}</h3><p>proxy {esc(s['proxy'])}, gold {esc(s['gold'])}, {s['prompts']} prompts x "
+            f"{s['samples_per_prompt']} samples: {esc(where)}; best measured: {esc(best_text)}.</p>"
+            + table(head, rows))
 
 
 def bon_part(folder: Path) -> str:

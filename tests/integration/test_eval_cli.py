@@ -108,3 +108,58 @@ def test_overopt_best_of_n_curve_from_two_rule_rewards(tmp_path, capsys):
     assert curve[0]["proxy"] == pytest.approx(sum(s["proxy"] for s in samples) / 32)
     assert summary["fits"]["proxy"]["alpha"] > 0
     assert summary["gold_best_measured"]["n"] in (1, 2, 4, 8)
+
+
+def _perturbed_copy(src, dst, scale, seed):
+    import torch
+
+    from rlhfkit.models.loading import load_causal_lm
+
+    model, tok = load_causal_lm(src)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p))
+    model.save_pretrained(dst)
+    tok.save_pretrained(dst)
+
+
+def test_frontier_measures_kl_of_each_checkpoint_to_the_reference(tmp_path, capsys):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from rlhfkit.models.loading import load_causal_lm, resolve_model_path
+
+    run = tmp_path / "ppo"  # an RL run folder as rlhfkit ppo leaves it (LoRA checkpoints hold adapters)
+    (run / "checkpoints" / "step-000002").mkdir(parents=True)
+    tiny = resolve_model_path("tiny")
+    (run / "config.yaml").write_text(f"model: {tiny}\nreference: ''\nreward: length:1\n")
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "score": 0.0}) + "\n" for s in (1, 2, 3)))
+    _perturbed_copy(tiny, run / "checkpoints" / "step-000001" / "policy", 0.005, 1)
+    model, _ = load_causal_lm(tiny)
+    torch.manual_seed(2)
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(run / "checkpoints" / "step-000002" / "policy")
+    _perturbed_copy(tiny, run / "final", 0.05, 3)
+    assert run_cli("eval", "frontier", f"run={run}", "gold=length:2", "max_prompts=4", "sampling.max_new_tokens=8") == 0
+    assert "reward vs KL across 4 points" in capsys.readouterr().out
+    summary = json.loads((run / "frontier" / "frontier.json").read_text())
+    curve = summary["curve"]
+    assert [(r["label"], r["step"]) for r in curve] == [("start", 0), ("step 1", 1), ("step 2", 2), ("final", 3)]
+    assert summary["proxy"] == "length:1"  # the reward the run optimised
+    samples = rows(run / "frontier" / "samples.jsonl")
+    assert len(samples) == 4 * 4 * 2
+    assert all(abs(s["kl"]) < 1e-4 for s in samples if s["point"] == "start")  # the reference itself
+    kl = {r["label"]: r["kl"] for r in curve}
+    assert kl["step 2"] > 1e-3  # the adapter was applied
+    assert kl["final"] > 10 * kl["step 1"] > 0  # 10x the weight noise: ~100x the KL
+    for r in curve:
+        mine = [s for s in samples if s["point"] == r["label"]]
+        assert r["kl"] == pytest.approx(sum(s["kl"] for s in mine) / 8)
+        assert r["gold"] == pytest.approx(r["proxy"] / 2)
+        assert r["sqrt_kl"] == pytest.approx(max(r["kl"], 0) ** 0.5)
+    assert (run / "frontier" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    assert summary["fits"]["gold"]["form"] == "rl"
+    assert run_cli("report", str(run)) == 0  # the run folder's report shows the frontier
+    page = (run / "report.html").read_text()
+    assert "Reward vs KL across the run" in page and "could not read" not in page and "frontier.png" in page
