@@ -120,21 +120,14 @@ def _write_samples(path: Path, prompts: list, texts: list, proxy: list, gold: li
 
 
 def report(result: OverOptResult) -> None:
+    from rlhfkit.eval.overopt import describe_fits
+
     s = result.summary
     print(f"best-of-N over-optimisation on {s['prompts']} prompts x {s['samples_per_prompt']} samples; "
           f"proxy {s['proxy']}, gold {s['gold']}")
     print(f"{'N':>4} {'KL':>7} {'sqrt KL':>8} {'proxy':>9} {'gold':>9}")
     for r in s["curve"]:
         print(f"{r['n']:>4} {r['kl']:>7.3f} {r['sqrt_kl']:>8.3f} {r['proxy']:>9.4f} {r['gold']:>9.4f}")
-    for name, fit in s["fits"].items():
-        if fit:
-            print(f"{name} fit: gain = d (alpha - beta d) with alpha {fit['alpha']:.4f}, beta {fit['beta']:.4f} "
-                  "(d = sqrt(KL), gain in std units over N = 1)")
-    peak = s["gold_peak_fit"]
-    if peak is None:
-        print(f"gold does not turn down within the fit (best measured at N = {s['gold_best_measured']['n']})")
-    else:
-        where = "inside" if peak["inside_measured_range"] else "beyond (extrapolated)"
-        print(f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats, N ~ {peak['n']:.1f}), "
-              f"{where} the measured range; best measured N = {s['gold_best_measured']['n']}")
+    for line in describe_fits(s, "bon"):
+        print(line)
     print(f"plot: {result.plot}\nresults: {result.output_dir / RESULT_FILE}")

@@ -228,21 +228,14 @@ def _write_samples(path: Path, prompts: list, rows: list, proxy: list, gold: lis
 
 
 def report(result: FrontierResult) -> None:
+    from rlhfkit.eval.overopt import describe_fits
+
     s = result.summary
     print(f"reward vs KL across {len(s['curve'])} points of {s['run']} ({s['prompts']} prompts x "
           f"{s['samples_per_prompt']} samples); proxy {s['proxy']}, gold {s['gold']}")
     print(f"{'point':<12} {'step':>6} {'KL':>8} {'sqrt KL':>8} {'proxy':>9} {'gold':>9}")
     for r in s["curve"]:
         print(f"{r['label']:<12} {r['step']:>6} {r['kl']:>8.4f} {r['sqrt_kl']:>8.3f} {r['proxy']:>9.4f} {r['gold']:>9.4f}")
-    for name, fit in s["fits"].items():
-        if fit:
-            print(f"{name} fit: gain = d (alpha - beta log d) with alpha {fit['alpha']:.4f}, beta {fit['beta']:.4f} "
-                  "(d = sqrt(KL), gain in std units over the start)")
-    peak, best = s["gold_peak_fit"], s["gold_best_measured"]
-    if peak is None:
-        print(f"gold does not turn down within the fit (best measured: {best['label']})")
-    else:
-        where = "inside" if peak["inside_measured_range"] else "beyond (extrapolated)"
-        print(f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats), {where} the measured "
-              f"range; best measured: {best['label']}")
+    for line in describe_fits(s, "rl"):
+        print(line)
     print(f"plot: {result.plot}\nresults: {result.output_dir / RESULT_FILE}")

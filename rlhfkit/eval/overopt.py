@@ -128,3 +128,23 @@ def analyse_curve(curve: list[dict], proxy_std: float, gold_std: float, form: Fo
     return {"gains": gains, "fits": {k: asdict(f) if f else None for k, f in fits.items()},
             "fit_objects": fits, "gold_peak_fit": peak,
             "gold_best_measured": {k: v for k, v in best.items() if k in ("n", "step", "label", "sqrt_kl")}}
+
+
+FIT_TEXT = {"bon": ("d (alpha - beta d)", "N = 1"), "rl": ("d (alpha - beta log d)", "the start")}
+
+
+def describe_fits(summary: dict, form: Form) -> list[str]:
+    """Lines that state each fit and where gold peaks (``summary``: what analyse_curve returned,
+    as written to overopt.json / frontier.json)."""
+    shape, start = FIT_TEXT[form]
+    lines = [f"{name} fit: gain = {shape} with alpha {fit['alpha']:.4f}, beta {fit['beta']:.4f} "
+             f"(d = sqrt(KL), gain in std units over {start})" for name, fit in summary["fits"].items() if fit]
+    best = summary["gold_best_measured"]
+    best_text = f"N = {best['n']}" if "n" in best else best.get("label", "")
+    peak = summary["gold_peak_fit"]
+    if peak is None:
+        return lines + [f"gold does not turn down within the fit (best measured: {best_text})"]
+    where = "inside" if peak["inside_measured_range"] else "beyond (extrapolated)"
+    n = f", N ~ {peak['n']:.1f}" if "n" in peak else ""
+    return lines + [f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats{n}), {where} "
+                    f"the measured range; best measured: {best_text}"]

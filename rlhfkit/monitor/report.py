@@ -238,17 +238,15 @@ def overopt_part(folder: Path) -> str:
     s = bon or read_json(folder / "frontier.json")
     if not s:
         return ""
-    peak, best = s.get("gold_peak_fit"), s["gold_best_measured"]
-    where = ("gold does not turn down within the fit" if peak is None else
-             f"gold peaks at sqrt(KL) = {peak['sqrt_kl']:.3f} (KL {peak['kl']:.3f} nats"
-             + (f", N ~ {peak['n']:.1f})" if "n" in peak else ")"))
-    best_text = f"N = {best['n']}" if bon else best["label"]
+    from rlhfkit.eval.overopt import describe_fits
+
     head = (["N", "KL", "sqrt KL", "proxy", "gold"] if bon else ["point", "step", "KL", "sqrt KL", "proxy", "gold"])
     rows = [([r["n"]] if bon else [r["label"], r["step"]]) + [r["kl"], r["sqrt_kl"], r["proxy"], r["gold"]]
             for r in s["curve"]]
     title = "Best-of-N over-optimisation" if bon else "Reward vs KL across the run's checkpoints"
     return (f"<h3>{title}</h3><p>proxy {esc(s['proxy'])}, gold {esc(s['gold'])}, {s['prompts']} prompts x "
-            f"{s['samples_per_prompt']} samples: {esc(where)}; best measured: {esc(best_text)}.</p>"
+            f"{s['samples_per_prompt']} samples.</p>"
+            + "".join(f"<p>{esc(line)}</p>" for line in describe_fits(s, "bon" if bon else "rl"))
             + table(head, rows))
 
 

@@ -65,3 +65,20 @@ def test_a_gold_that_only_falls_peaks_at_zero():
     d = np.sqrt([bon_kl(2 ** k) for k in range(7)])
     fit = fit_overopt(d, -0.3 * d - 0.5 * d * d, "bon")
     assert fit.alpha == pytest.approx(-0.3) and fit.peak_d == 0.0 and fit.peak_gain == 0.0
+
+
+def test_describe_fits_states_the_fit_and_the_peak():
+    from rlhfkit.eval.overopt import analyse_curve, describe_fits
+
+    curve = [{"n": 2 ** k, "sqrt_kl": math.sqrt(bon_kl(2 ** k))} for k in range(7)]
+    for r in curve:  # gold gain d (2 - d) in units of gold's std 0.5; proxy gain d (3 - 0.1 d)
+        r["gold"], r["proxy"] = 0.5 * r["sqrt_kl"] * (2 - r["sqrt_kl"]), r["sqrt_kl"] * (3 - 0.1 * r["sqrt_kl"])
+    a = analyse_curve(curve, proxy_std=1.0, gold_std=0.5, form="bon")
+    assert a["gold_peak_fit"]["sqrt_kl"] == pytest.approx(1.0) and a["gold_peak_fit"]["n"] == pytest.approx(
+        n_for_kl(1.0))
+    lines = describe_fits(a, "bon")
+    assert lines[0].startswith("proxy fit: gain = d (alpha - beta d) with alpha 3.0000, beta 0.1000")
+    assert lines[1].startswith("gold fit: gain = d (alpha - beta d) with alpha 2.0000, beta 1.0000")
+    # log N - (N-1)/N = 1 at N ~ 6.3 (ln 6.3 = 1.8405, 5.3/6.3 = 0.8413)
+    assert lines[2].startswith("gold peaks at sqrt(KL) = 1.000 (KL 1.000 nats, N ~ 6.3), inside")
+    assert lines[2].endswith("best measured: N = 8")  # sqrt(bon_kl(8)) = 1.097 is the closest to 1
