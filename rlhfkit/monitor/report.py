@@ -26,6 +26,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from rlhfkit.errors import MissingFileError
+
 REPORT_FILE = "report.html"
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "eval.json", "overopt.json", "frontier.json")
 SKIP_DIRS = ("final", "checkpoints")
@@ -37,10 +39,6 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px sol
 text-align:left;vertical-align:top}th{background:#f3f3f3}pre{background:#f7f7f7;padding:.8em;overflow:auto;
 font-size:.85em}.warn{background:#fff4e5}.side td{width:50%;white-space:pre-wrap}img{max-width:100%}
 .note{color:#666;font-size:.9em}"""
-
-
-class ReportError(FileNotFoundError):
-    """RUN_DIR is missing or holds no rlhfkit run; the message names the folder."""
 
 
 def esc(value: Any) -> str:
@@ -284,10 +282,10 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     root = Path(run_dir).expanduser()
     if not root.is_dir():
-        raise ReportError(f"{root}: no such run folder")
+        raise MissingFileError(f"{root}: no such run folder")
     runs = find_runs(root)
     if not runs:
-        raise ReportError(f"{root}: no rlhfkit run here (none of {', '.join(RUN_MARKERS)} in it or below)")
+        raise MissingFileError(f"{root}: no rlhfkit run here (none of {', '.join(RUN_MARKERS)} in it or below)")
     toc = "".join(f'<li><a href="#run{i}">{esc(_name(root, r))}</a></li>' for i, r in enumerate(runs))
     body = "".join(run_section(root, r, f"run{i}") for i, r in enumerate(runs))
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>rlhfkit report: '
