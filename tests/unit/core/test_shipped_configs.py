@@ -21,6 +21,12 @@ def config_class(path: Path) -> type:
         from rlhfkit.stages.dpo import DPOConfig
 
         return DPOConfig
+    if folder == "eval":
+        from rlhfkit.eval.bon_overopt import OverOptConfig
+        from rlhfkit.eval.compare import EvalConfig
+        from rlhfkit.eval.frontier import FrontierConfig
+
+        return OverOptConfig if "overopt" in name else FrontierConfig if "frontier" in name else EvalConfig
     if folder == "grpo":
         from rlhfkit.stages.grpo import GRPOConfig, RLOOConfig
 
