@@ -109,8 +109,10 @@ def refusal_share(texts: Sequence[str]) -> float:
 
 
 def opening(text: str, n_words: int = 3) -> str:
-    """The first ``n_words`` words, lower-cased, punctuation stripped from their ends."""
-    return " ".join(w.strip(".,;:!?\"'()*-") for w in words(text)[:n_words])
+    """The first ``n_words`` words, lower-cased, punctuation stripped from their ends (a word that is
+    only punctuation, such as a dash, does not count)."""
+    stripped = (w.strip(".,;:!?\"'()*-\u2013\u2014#") for w in words(text))
+    return " ".join([w for w in stripped if w][:n_words])
 
 
 def top_opening(texts: Sequence[str], n_words: int = 3) -> tuple[str, float]:

@@ -41,6 +41,7 @@ def test_refusals_and_openings():
     assert not is_refusal("Sure! Here is how to make a strong password.")
     assert refusal_share(["I cannot do that.", "Sure.", "Yes", "I won't."]) == 0.5
     assert opening("Great question! Let me explain") == "great question let"
+    assert opening("Toronto - The capital") == "toronto the capital"
     assert top_opening(["Great question! A", "great question, let B", "No."], n_words=2) == (
         "great question", pytest.approx(2 / 3))
 
