@@ -1,6 +1,7 @@
 """``rlhfkit eval [key=value ...]`` (compare policies, :mod:`rlhfkit.eval.compare`),
 ``rlhfkit eval overopt [key=value ...]`` (best-of-N over-optimisation, :mod:`rlhfkit.eval.bon_overopt`),
-``rlhfkit eval frontier [key=value ...]`` (reward vs KL over an RL run's checkpoints, :mod:`rlhfkit.eval.frontier`)
+``rlhfkit eval frontier [key=value ...]`` (reward vs KL over an RL run's checkpoints, :mod:`rlhfkit.eval.frontier`),
+``rlhfkit eval people [key=value ...]`` (win rates from the studio's verdicts, :mod:`rlhfkit.eval.people`)
 and ``rlhfkit report RUN_DIR`` (one self-contained report.html, :mod:`rlhfkit.monitor.report`).
 
 Imports stay light (no torch) so ``rlhfkit --help`` stays fast."""
@@ -12,7 +13,8 @@ import argparse
 COMPARE = ("rlhfkit.eval.compare", "EvalConfig")
 OVEROPT = ("rlhfkit.eval.bon_overopt", "OverOptConfig")
 FRONTIER = ("rlhfkit.eval.frontier", "FrontierConfig")
-MODES = {"overopt": OVEROPT, "frontier": FRONTIER}
+PEOPLE = ("rlhfkit.eval.people", "PeopleConfig")
+MODES = {"overopt": OVEROPT, "frontier": FRONTIER, "people": PEOPLE}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verdict. rlhfkit eval overopt policy=... proxy=... gold=...: the best-of-N over-optimisation "
         "curve (Gao et al. 2022), gold and proxy against sqrt(KL) for N = 1..64, with where gold peaks. "
         "rlhfkit eval frontier run=runs/ppo gold=...: reward vs KL across the run's checkpoints, the RL "
-        "over-optimisation curve and where gold peaks.")
+        "over-optimisation curve and where gold peaks. rlhfkit eval people pairs=... labels=...: win rates "
+        "from people's studio verdicts on the answer pairs eval wrote with people_pairs=N.")
     for mode, (module, cls_name) in MODES.items():
         parser.epilog += f"\n\nrlhfkit eval {mode}: " + _config_help(module, cls_name)
     parser.set_defaults(func=dispatch)

@@ -50,6 +50,8 @@ class EvalConfig:
     embed: bool = opt(True, "cosine similarity of each policy's mean-pooled hidden states over its own "
                             "responses (one extra forward pass per response)")
     collapse: CollapseThresholds = opt(factory=CollapseThresholds, help="")
+    people_pairs: int = opt(0, "also write up to this many (policy, baseline) answer pairs per policy to "
+                               "people_pairs.jsonl for a pairwise studio project (then: rlhfkit eval people)")
     output_dir: str = opt("runs/eval", "where eval.json and samples.jsonl go")
     seed: int = opt(0, "sampling and bootstrap seed")
     dtype: str = opt("float32", "float32 (right on CPU), bfloat16, or auto (bf16 on CUDA)")
@@ -176,6 +178,10 @@ def run(cfg: EvalConfig) -> EvalResult:
                "samples_per_prompt": cfg.sampling.n, "comparisons_per_policy": len(prompts) * cfg.sampling.n ** 2,
                "tie_eps": cfg.tie_eps, "confidence": cfg.confidence, "bootstrap": cfg.bootstrap,
                "collapse_thresholds": asdict(cfg.collapse)}
+    if cfg.people_pairs:
+        from rlhfkit.eval.people import PAIRS_FILE, write_people_pairs
+
+        summary["people_pairs"] = write_people_pairs(out / PAIRS_FILE, samples, prompts, cfg.people_pairs, cfg.seed)
     write_json(out / EVAL_FILE, summary)
     atomic_write_jsonl(out / SAMPLES_FILE, (r for i, (s, sc) in enumerate(zip(samples, scores))
                                             for r in _sample_rows(i, prompts, s, sc)))
@@ -218,3 +224,6 @@ def report(result: EvalResult) -> None:
         question = prompt[-1].content if isinstance(prompt, tuple) else str(prompt)
         print(f"\n  prompt: {question}\n  {name}: {answer.strip()[:300]}\n  baseline: {base_answer.strip()[:300]}")
     print(f"\nresults: {result.output_dir / EVAL_FILE}\nsamples: {result.output_dir / SAMPLES_FILE}")
+    if s.get("people_pairs"):
+        print(f"{s['people_pairs']} answer pairs for people: {result.output_dir / 'people_pairs.jsonl'} "
+              "(rlhfkit studio import PROJECT FILE; then rlhfkit eval people pairs=... labels=...)")

@@ -3,13 +3,14 @@
 Works on any folder rlhfkit wrote: one stage's run folder, a pipeline folder (``sft/``, ``rm/``,
 ``ppo/`` ... inside), an ``rlhfkit eval`` or ``eval overopt`` folder, or a folder holding several of
 them. For every run folder found (a folder with ``config.yaml``, ``metrics.jsonl``, ``eval.json`` or
-``overopt.json`` or ``frontier.json``; ``final/`` and ``checkpoints/`` are skipped) it shows what is there:
+``overopt.json``, ``frontier.json`` or ``people.json``; ``final/`` and ``checkpoints/`` are skipped) it shows what is there:
 
 * the config (``config.yaml``) and the data files it names;
 * training curves drawn from ``metrics.jsonl`` (the keys in :data:`CURVE_KEYS` that were logged),
   the last logged values, and the PNGs the run already drew (``curves.png``, ``overopt.png``);
 * evaluation tables (``eval.json``: win rates with CIs, the length-controlled win rate, diversity,
-  mode collapse; ``overopt.json`` / ``frontier.json``: the best-of-N or RL-checkpoint curve against
+  mode collapse; ``people.json``: win rates from people's studio verdicts;
+  ``overopt.json`` / ``frontier.json``: the best-of-N or RL-checkpoint curve against
   sqrt(KL) and where gold peaks; best-of-N
   ``summary.json``), with baseline and policy answers to the same prompts side by side;
 * reward-hacking warnings (``hacking.jsonl``) by detector, with example responses.
@@ -29,7 +30,7 @@ from typing import Any, Iterable, Sequence
 from rlhfkit.errors import MissingFileError
 
 REPORT_FILE = "report.html"
-RUN_MARKERS = ("config.yaml", "metrics.jsonl", "eval.json", "overopt.json", "frontier.json")
+RUN_MARKERS = ("config.yaml", "metrics.jsonl", "eval.json", "overopt.json", "frontier.json", "people.json")
 SKIP_DIRS = ("final", "checkpoints")
 CURVE_KEYS = ("loss", "eval/loss", "eval/accuracy", "score", "eval/score", "reward", "kl", "eval/kl",
               "response_length", "entropy", "win_rate")
@@ -248,6 +249,19 @@ def overopt_part(folder: Path) -> str:
             + table(head, rows))
 
 
+def people_part(folder: Path) -> str:
+    """Win rates from people's studio verdicts (people.json, ``rlhfkit eval people``)."""
+    s = read_json(folder / "people.json")
+    if not s:
+        return ""
+    conf = f"{s['confidence']:.0%} CI"
+    return (f"<h3>Judged by people</h3><p>{s['matched_labels']} of {s['exported_labels']} exported studio "
+            "labels matched the answer pairs; ties count one half.</p>"
+            + table(["policy", "win rate", conf, "W/T/L", "prompts"],
+                    [[p["name"], p["win_rate"], p["win_rate_ci"], f"{p['wins']}/{p['ties']}/{p['losses']}",
+                      p["prompts"]] for p in s["policies"]]))
+
+
 def bon_part(folder: Path) -> str:
     s = read_json(folder / "summary.json")
     if not isinstance(s, dict):
@@ -270,8 +284,8 @@ def _name(root: Path, folder: Path) -> str:
 
 def run_section(root: Path, folder: Path, anchor: str) -> str:
     name = _name(root, folder)
-    parts = [_safe(part, folder) for part in (config_part, metrics_part, eval_part, overopt_part, bon_part,
-                                              hacking_part, images_part)]
+    parts = [_safe(part, folder) for part in (config_part, metrics_part, eval_part, people_part, overopt_part,
+                                              bon_part, hacking_part, images_part)]
     final = " (model in final/)" if (folder / "final" / "config.json").exists() else ""
     return f'<h2 id="{anchor}">{esc(name)}{esc(final)}</h2>' + "".join(parts)
 

@@ -26,7 +26,7 @@ def test_eval_compares_two_tiny_policies_with_themselves(tmp_path, capsys):
     out = tmp_path / "eval"
     # confidence 0.99: the same weights must land inside the interval in all but 1% of seeds
     assert run_cli("eval", f"policies=[{run_dir}]", "baseline=tiny", "judge=length:1", *FAST,
-                   "bootstrap=300", "confidence=0.99", f"output_dir={out}") == 0
+                   "bootstrap=300", "confidence=0.99", "people_pairs=2", f"output_dir={out}") == 0
     printed = capsys.readouterr().out
     assert "win rate" in printed and "LC win" in printed and str(out / "eval.json") in printed
     summary = json.loads((out / "eval.json").read_text())
@@ -58,6 +58,12 @@ def test_eval_compares_two_tiny_policies_with_themselves(tmp_path, capsys):
         assert -1 <= div["cosine_within"] <= 1 and -1 <= div["cosine_across"] <= 1
         assert pol["mode_collapse"] == {"collapsed": False, "reasons": []}
     assert summary["collapse_thresholds"]["max_self_bleu"] == 0.7
+    people = rows(out / "people_pairs.jsonl")  # for the studio: the policy's and the baseline's first answers
+    assert len(people) == summary["people_pairs"] and 1 <= len(people) <= 2
+    for r in people:
+        p = r["eval"]["prompt_index"]
+        assert r["responses"][r["eval"]["policy_response"]] == mine[3 * p]["response"]
+        assert r["responses"][1 - r["eval"]["policy_response"]] == base[3 * p]["response"]
     # the report reads what eval wrote: its table and the answers side by side, no unreadable part
     assert run_cli("report", str(out)) == 0
     page = (out / "report.html").read_text()
