@@ -1,9 +1,9 @@
 """``rlhfkit report RUN_DIR``: one self-contained ``report.html`` a person can read.
 
 Works on any folder rlhfkit wrote: one stage's run folder, a pipeline folder (``sft/``, ``rm/``,
-``ppo/`` ... inside), an ``rlhfkit eval`` or ``eval overopt`` folder, or a folder holding several of
-them. For every run folder found (a folder with ``config.yaml``, ``metrics.jsonl``, ``eval.json`` or
-``overopt.json``, ``frontier.json`` or ``people.json``; ``final/`` and ``checkpoints/`` are skipped) it shows what is there:
+``ppo/`` ... inside), an ``rlhfkit eval`` (overopt, frontier, people) folder, or a folder holding
+several of them. For every run folder found (one holding any of :data:`RUN_MARKERS`; ``final/`` and
+``checkpoints/`` are skipped) it shows what is there:
 
 * the config (``config.yaml``) and the data files it names;
 * training curves drawn from ``metrics.jsonl`` (the keys in :data:`CURVE_KEYS` that were logged),
