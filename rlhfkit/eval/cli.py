@@ -22,15 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     parser = add_stage(
         sub, "eval", *COMPARE, "compare policies against a baseline (win rates, diversity, mode collapse)",
-        "Evaluate what RLHF did. rlhfkit eval policies=[runs/ppo] baseline=runs/sft judge=runs/gold_rm: "
-        "K samples per prompt from each policy, judged by a reward model or ensemble the policy was not "
-        "optimised against; win rate vs the baseline with ties and a bootstrap CI, the length-controlled "
-        "win rate, mean scores, diversity (distinct-n, self-BLEU, hidden-state cosine) and a mode-collapse "
-        "verdict. rlhfkit eval overopt policy=... proxy=... gold=...: the best-of-N over-optimisation "
-        "curve (Gao et al. 2022), gold and proxy against sqrt(KL) for N = 1..64, with where gold peaks. "
-        "rlhfkit eval frontier run=runs/ppo gold=...: reward vs KL across the run's checkpoints, the RL "
-        "over-optimisation curve and where gold peaks. rlhfkit eval people pairs=... labels=...: win rates "
-        "from people's studio verdicts on the answer pairs eval wrote with people_pairs=N.")
+        "Evaluate what RLHF did.\n"
+        "  rlhfkit eval policies=[runs/ppo] baseline=runs/sft judge=runs/gold_rm/final\n"
+        "    K samples per prompt from each policy, judged by a reward model or ensemble the policy was not\n"
+        "    optimised against: win rate vs the baseline with ties and a bootstrap CI, the length-controlled\n"
+        "    win rate, mean scores, diversity (distinct-n, self-BLEU, hidden-state cosine), mode collapse.\n"
+        "  rlhfkit eval overopt policy=... proxy=... gold=...\n"
+        "    best-of-N over-optimisation (Gao et al. 2022): gold and proxy against sqrt(KL) for N = 1..64,\n"
+        "    the fitted curve and where gold peaks.\n"
+        "  rlhfkit eval frontier run=runs/ppo gold=...\n"
+        "    reward vs KL across the run's checkpoints: the RL over-optimisation curve, where gold peaks.\n"
+        "  rlhfkit eval people pairs=... labels=...\n"
+        "    win rates from people's studio verdicts on the pairs eval wrote with people_pairs=N.")
     for mode, (module, cls_name) in MODES.items():
         parser.epilog += f"\n\nrlhfkit eval {mode}: " + _config_help(module, cls_name)
     parser.set_defaults(func=dispatch)
