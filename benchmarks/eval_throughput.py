@@ -7,7 +7,7 @@ Texts: HH-RLHF harmless pairs from the shared data (their prompts, and N respons
 from all chosen/rejected answers); the package's demo pairs when the data is absent. The reward
 model is ``--reward`` (a folder) or a fresh reward head on ``--model`` (throughput does not depend
 on what the head learned). Both paths are timed interleaved (warm-up first, then ``--repeats``
-rounds) and their scores are checked to agree.
+rounds, the median round of each counts) and their scores are checked to agree.
 
     python benchmarks/eval_throughput.py --quick          # tiny model, seconds
     python benchmarks/eval_throughput.py                  # default model, 32 prompts x 16
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from benchmarks.common import hh_file, hh_records, load_avg, result_line  # noqa: E402
+from benchmarks.common import hh_file, hh_records, load_avg, median, result_line  # noqa: E402
 
 
 def texts(n_prompts: int, n: int, seed: int = 0) -> tuple[list, list[list[str]], str]:
@@ -60,10 +60,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16, help="responses per prompt")
     parser.add_argument("--batch-size", type=int, default=32, help="responses per forward pass (both paths)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny model, 4 prompts x 4, one repeat")
+    parser.add_argument("--quick", action="store_true", help="tiny model, 4 prompts x 4 (a smoke test: "
+                                                             "tiny-model timings are mostly overhead)")
     args = parser.parse_args()
     if args.quick:
-        args.model, args.prompts, args.n, args.repeats = "tiny", 4, 4, 1
+        args.model, args.prompts, args.n = "tiny", 4, 4
 
     import torch
 
@@ -80,13 +81,13 @@ def main() -> None:
     for path in (once, naive):  # warm-up, and the scores to compare
         scores[path.name] = torch.tensor(path.score_groups(prompts, groups, args.batch_size))
     diff = float((scores["prompt once"] - scores["naive"]).abs().max())
-    seconds = {"prompt once": 0.0, "naive": 0.0}
-    for _ in range(args.repeats):
+    seconds: dict[str, list[float]] = {"prompt once": [], "naive": []}
+    for _ in range(args.repeats):  # interleaved, so load drifts on the shared machine hit both alike
         for path in (once, naive):
             start = time.perf_counter()
             path.score_groups(prompts, groups, args.batch_size)
-            seconds[path.name] += time.perf_counter() - start
-    rate = {k: total * args.repeats / v for k, v in seconds.items()}
+            seconds[path.name].append(time.perf_counter() - start)
+    rate = {k: total / median(v) for k, v in seconds.items()}  # the median repeat of each
     print(f"prompt once: {rate['prompt once']:.1f} responses/s; naive: {rate['naive']:.1f} responses/s; "
           f"max |score difference| {diff:.2e}; {load_avg()}")
     print(result_line("eval", responses_per_s=rate["prompt once"], naive_responses_per_s=rate["naive"],
