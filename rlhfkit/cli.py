@@ -21,6 +21,10 @@ STAGES = {
     "pipeline": ("rlhfkit.stages.pipeline", "PipelineConfig", "run the RLHF stages in order from one config",
                  "The main job: runs the stages that exist in order (SFT -> reward model -> PPO, or "
                  "SFT -> DPO with method=dpo) and prints sample responses before and after."),
+    "judge": ("rlhfkit.judge.stage", "JudgeConfig", "AI judge (RLAIF): label preference pairs with a model",
+              "An AI judge compares two responses in both orders and averages: soft labels from a local "
+              "causal LM's choice-token probabilities, or verdicts from an OpenAI-compatible endpoint; "
+              "reports position inconsistency, unparseable/refused counts and accuracy vs the labels."),
 }
 
 
