@@ -73,10 +73,14 @@ class Judge:
         return verdicts
 
     def _judge_chunk(self, pairs: Sequence[JudgePair]) -> list[Verdict]:
-        jobs = [(self.prompt.messages(p.prompt, p.response_a, p.response_b, p.principle),
-                 self.prompt.messages(p.prompt, p.response_b, p.response_a, p.principle)) for p in pairs]
+        jobs, metas = [], []
+        for p in pairs:
+            cut_before = self.prompt.truncated
+            jobs.append((self.prompt.messages(p.prompt, p.response_a, p.response_b, p.principle),
+                         self.prompt.messages(p.prompt, p.response_b, p.response_a, p.principle)))
+            metas.append({**p.meta, "truncated": True} if self.prompt.truncated > cut_before else p.meta)
         results = self.backend.judge(jobs)
-        return [combine_orders(ab, ba, label=p.label, meta=p.meta) for p, (ab, ba) in zip(pairs, results)]
+        return [combine_orders(ab, ba, label=p.label, meta=m) for p, m, (ab, ba) in zip(pairs, metas, results)]
 
     def kept(self, verdicts: Iterable[Verdict]) -> list[bool]:
         """Per verdict: ok and at least ``min_confidence`` sure (the pairs worth training on)."""

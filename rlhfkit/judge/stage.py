@@ -62,7 +62,7 @@ def build_judge(cfg: JudgeConfig, output_dir: str | Path | None = None):
 
 
 def run(cfg: JudgeConfig) -> JudgeRunResult:
-    from rlhfkit.stages.common import prepare_output, say
+    from rlhfkit.stages.common import prepare_output, say, warn
 
     out = prepare_output(cfg, cfg.output_dir)
     judge = build_judge(cfg, out)
@@ -75,6 +75,10 @@ def run(cfg: JudgeConfig) -> JudgeRunResult:
         say(f"judging {len(pairs)} pairs in both orders with {judge.annotator}")
         verdicts = judge.compare_many(pairs, progress=lambda n: say(f"  {n}/{len(pairs)} pairs judged"))
     seconds = time.perf_counter() - start
+    n_cut = sum("truncated" in v.meta for v in verdicts)
+    if n_cut:
+        warn(f"{n_cut} of {len(verdicts)} pairs had a response or the conversation cut at "
+             f"prompt.max_chars={cfg.prompt.max_chars} (marked truncated in verdicts.jsonl)")
     summary = judge.summary(verdicts)
     _write_outputs(out, judge, pairs, verdicts, summary, seconds)
     if hasattr(judge.backend, "close"):

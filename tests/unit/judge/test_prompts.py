@@ -65,3 +65,27 @@ def test_few_shot_alternates_the_chosen_side(tmp_path):
     assert [(s.response_a, s.verdict) for s in shots] == [("good 0", "A"), ("bad 1", "B")]
     head = JudgePrompt(few_shot=shots, reasoning=True).messages(PROMPT, "a", "b").head
     assert "Example 2:" in head and "why 1\nVerdict: B" in head and head.index("Example 1") < head.index("How do I")
+
+
+def test_a_cut_pair_is_marked_in_its_verdict():
+    from rlhfkit.judge import Judge, OrderResult
+
+    class Half:
+        name = "half"
+
+        def judge(self, jobs):
+            return [(OrderResult(0.5), OrderResult(0.5)) for _ in jobs]
+
+    judge = Judge(Half(), JudgePrompt(max_chars=20))
+    short, long_ = judge.compare_many([("q", "a", "b"), ("q", "x" * 30, "b")])
+    assert "truncated" not in short.meta and long_.meta["truncated"] is True
+
+
+def test_the_judge_package_imports_no_torch_and_no_httpx():
+    import subprocess
+    import sys
+
+    code = ("import sys, rlhfkit.judge, rlhfkit.judge.stage, rlhfkit.judge.studio; "
+            "print(','.join(m for m in ('torch', 'transformers', 'httpx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
