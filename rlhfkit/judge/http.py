@@ -188,10 +188,23 @@ def reply_to_result(reply: dict) -> OrderResult:
     if status != "ok":
         return OrderResult(None, status, "none", text)
     if verdict != "tie":
-        p = choice_token_probability((choice.get("logprobs") or {}).get("content") or [], verdict)
+        p = choice_token_probability(logprob_tokens(choice.get("logprobs")), verdict)
         if p is not None:
             return OrderResult(p, "ok", "logprobs", text)
     return OrderResult(choice_probability(verdict), "ok", "parsed", text)
+
+
+def logprob_tokens(logprobs: Any) -> list:
+    """A reply's ``logprobs`` as ``[{"token", "top_logprobs": [{"token", "logprob"}]}]``: the chat format
+    (``{"content": [...]}``) as is, the legacy completions format that some servers return for chat too
+    (``{"tokens": [...], "top_logprobs": [{token: logprob}, ...]}``, llama-cpp-python) converted."""
+    if not isinstance(logprobs, dict):
+        return []
+    if isinstance(logprobs.get("content"), list):
+        return logprobs["content"]
+    tokens, tops = logprobs.get("tokens") or [], logprobs.get("top_logprobs") or []
+    return [{"token": t, "top_logprobs": [{"token": k, "logprob": v} for k, v in (top or {}).items()]}
+            for t, top in zip(tokens, tops)]
 
 
 def choice_token_probability(tokens: list, verdict: str) -> float | None:

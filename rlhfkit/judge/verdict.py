@@ -112,7 +112,7 @@ def combine_orders(ab: OrderResult, ba: OrderResult, label: float | None = None,
     elif status == "ok":
         status = "unparseable"
     return Verdict(prob, p_ab, p_ba, status, consistent, (ab.source, ba.source),
-                   tuple(t for t in (ab.text, ba.text) if t), label, dict(meta or {}))
+                   (ab.text, ba.text) if (ab.text or ba.text) else (), label, dict(meta or {}))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -116,3 +116,12 @@ def test_cache_means_a_rerun_sends_nothing(tmp_path):
     again = _backend(handler, tmp_path)
     assert Judge(again, JudgePrompt()).compare_many(pairs)[0].prob == 1.0
     assert len(seen) == 2 and (again.stats.requests, again.stats.cache_hits) == (0, 2)
+
+
+def test_legacy_logprobs_format_is_read_too():
+    # llama-cpp-python's server answers chat requests with the completions-style logprobs
+    legacy = {"tokens": ["Verdict", ":", " A"], "token_logprobs": [-0.1, -0.1, math.log(0.3)],
+              "top_logprobs": [{"Verdict": -0.1}, {":": -0.1}, {" A": math.log(0.3), " B": math.log(0.1)}]}
+    reply = {"choices": [{"message": {"content": "Verdict: A"}, "logprobs": legacy}]}
+    r = reply_to_result(reply)
+    assert r.source == "logprobs" and r.p_first == pytest.approx(0.75)
