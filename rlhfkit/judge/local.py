@@ -103,7 +103,12 @@ def _single_token(tokenizer: Any, text: str) -> int:
 
 
 def _short_name(name: str) -> str:
+    """The model's name in ``ai:<name>``: a folder's name, the default model's real name."""
     from pathlib import Path
 
+    from rlhfkit.models.loading import DEFAULT_ALIASES
+
     text = str(name).rstrip("/")
+    if text.lower() in DEFAULT_ALIASES:
+        return DEFAULT_ALIASES[-1]
     return Path(text).name if ("/" in text and Path(text).exists()) else text

@@ -65,15 +65,19 @@ def run(cfg: JudgeConfig) -> JudgeRunResult:
     from rlhfkit.stages.common import prepare_output, say, warn
 
     out = prepare_output(cfg, cfg.output_dir)
+    pairs = None if cfg.studio_project else _read_pairs(cfg)  # data errors before the model loads
     judge = build_judge(cfg, out)
     start = time.perf_counter()
-    if cfg.studio_project:
-        studio, pairs, verdicts = _judge_studio(cfg, judge)
-    else:
-        studio = None
-        pairs = _read_pairs(cfg)
-        say(f"judging {len(pairs)} pairs in both orders with {judge.annotator}")
-        verdicts = judge.compare_many(pairs, progress=lambda n: say(f"  {n}/{len(pairs)} pairs judged"))
+    try:
+        if cfg.studio_project:
+            studio, pairs, verdicts = _judge_studio(cfg, judge)
+        else:
+            studio = None
+            say(f"judging {len(pairs)} pairs in both orders with {judge.annotator}")
+            verdicts = judge.compare_many(pairs, progress=lambda n: say(f"  {n}/{len(pairs)} pairs judged"))
+    finally:
+        if hasattr(judge.backend, "close"):
+            judge.backend.close()
     seconds = time.perf_counter() - start
     n_cut = sum("truncated" in v.meta for v in verdicts)
     if n_cut:
@@ -81,8 +85,6 @@ def run(cfg: JudgeConfig) -> JudgeRunResult:
              f"prompt.max_chars={cfg.prompt.max_chars} (marked truncated in verdicts.jsonl)")
     summary = judge.summary(verdicts)
     _write_outputs(out, judge, pairs, verdicts, summary, seconds)
-    if hasattr(judge.backend, "close"):
-        judge.backend.close()
     return JudgeRunResult(out, summary, seconds, studio, getattr(judge.backend, "stats", None))
 
 
