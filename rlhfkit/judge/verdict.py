@@ -119,8 +119,10 @@ def combine_orders(ab: OrderResult, ba: OrderResult, label: float | None = None,
 # parsing a reply text
 
 CHOICES = ("A", "B")
-_VERDICT = re.compile(r"(?:verdict|answer|better response|preferred response|choice)\s*(?:is)?\s*[:=\-]?"
-                      r"\s*\**\s*(?:response\s+)?\(?\b(A|B|tie)\b\)?", re.IGNORECASE)
+# a keyword, optional "is", ":" or "=", quotes or bold marks, then the letter: capital A or B only, so
+# the article in "the answer is a good one" is not read as a verdict
+_VERDICT = re.compile(r"(?i:verdict|answer|better response|preferred response|choice)(?:\s+(?i:is))?\s*"
+                      r"[:=\-]?[\s\"'\u201c\u201d*]*(?i:response\s+)?\(?\b(A|B|(?i:tie))\b")
 _BARE = re.compile(r"^\W*(?:response\s+)?\(?(A|B)\)?\W*$", re.IGNORECASE)
 _REFUSAL = re.compile(r"\b(?:I\s+(?:can(?:no|')t|cannot|won'?t|will not|am not able|'m not able|"
                       r"am unable|'m unable)|I'm sorry|I am sorry|as an AI|I must decline|"

@@ -73,44 +73,55 @@ def rows(path):
 
 def test_judge_cli_through_the_server_and_a_rerun_pays_nothing(server, tmp_path, capsys):
     args = ["judge", "backend=http", "model=smollm2", f"http.base_url={server}", "http.concurrency=2",
-            "max_pairs=3", f"output_dir={tmp_path / 'j'}"]
+            "max_pairs=2", f"output_dir={tmp_path / 'j'}"]
     assert run_cli(*args) == 0
     first = capsys.readouterr().out
-    assert "http: 6 requests, 0 from the cache, 0 retries" in first
+    assert "http: 4 requests, 0 from the cache, 0 retries" in first
     verdicts = rows(tmp_path / "j" / "verdicts.jsonl")
-    assert len(verdicts) == 3 and all(v["status"] in STATUSES for v in verdicts)
+    assert len(verdicts) == 2 and all(v["status"] in STATUSES for v in verdicts)
     for v in verdicts:
         if v["status"] == "ok":
             assert 0.0 <= v["prob"] <= 1.0 and set(v["sources"]) <= {"logprobs", "parsed"}
         assert len(v["texts"]) == 2  # the two replies, kept for audit
     summary = json.loads((tmp_path / "j" / "summary.json").read_text())
-    assert summary["ok"] + summary["unparseable"] + summary["refused"] == 3
+    assert summary["ok"] + summary["unparseable"] + summary["refused"] == 2
     assert run_cli(*args) == 0  # same requests: all from the on-disk cache
-    assert "http: 0 requests, 6 from the cache" in capsys.readouterr().out
+    assert "http: 0 requests, 4 from the cache" in capsys.readouterr().out
     assert rows(tmp_path / "j" / "verdicts.jsonl") == verdicts
 
 
 def test_server_logprobs_give_a_soft_label(server):
+    import math
+
+    from rlhfkit.data.records import Message
     from rlhfkit.judge.config import JudgeHTTPConfig
     from rlhfkit.judge.http import HTTPBackend, logprob_tokens, reply_to_result
     from rlhfkit.judge.prompts import JudgePrompt
-    from rlhfkit.data.records import Message
 
     backend = HTTPBackend(JudgeHTTPConfig(base_url=server), "smollm2")
-    m = JudgePrompt().messages((Message("user", "What is the capital of France?"),), "Paris.", "Berlin.")
-    reply = backend.complete(backend.body(m))
-    tokens = logprob_tokens(reply["choices"][0].get("logprobs"))
-    assert tokens and all("top_logprobs" in t for t in tokens)  # the server returned log-probabilities
-    result = reply_to_result(reply)
-    assert result.status in STATUSES
-    if result.status == "ok" and any(str(t["token"]).strip() in ("A", "B") for t in tokens):
-        assert result.source in ("logprobs", "parsed")
+    soft = 0
+    for first, second in (("Paris.", "Berlin."), ("Berlin.", "Paris.")):
+        m = JudgePrompt().messages((Message("user", "What is the capital of France?"),), first, second)
+        reply = backend.complete(backend.body(m))
+        tokens = logprob_tokens(reply["choices"][0].get("logprobs"))
+        assert tokens and all(t["top_logprobs"] for t in tokens)  # the server returned log-probabilities
+        result = reply_to_result(reply)
+        assert result.status in STATUSES
+        letters = [t for t in tokens if str(t["token"]).strip() in ("A", "B")]
+        alts = {str(a["token"]).strip(): a["logprob"] for a in (letters[-1]["top_logprobs"] if letters else [])}
+        if result.status == "ok" and "A" in alts and "B" in alts and len(alts) == len(letters[-1]["top_logprobs"]):
+            # each letter once among the alternatives: P(A) = e^lA / (e^lA + e^lB), by hand
+            assert result.source == "logprobs"
+            expected = math.exp(alts["A"]) / (math.exp(alts["A"]) + math.exp(alts["B"]))
+            assert result.p_first == pytest.approx(expected)
+            soft += 1
     backend.close()
+    print(f"{soft} of 2 replies carried a soft label")
 
 
 def test_reasoning_replies_are_parsed_or_counted(server, tmp_path):
     args = ["judge", "backend=http", "model=smollm2", f"http.base_url={server}", "prompt.reasoning=true",
-            "http.max_tokens=48", "max_pairs=1", f"output_dir={tmp_path / 'r'}"]
+            "http.max_tokens=32", "max_pairs=1", f"output_dir={tmp_path / 'r'}"]
     assert run_cli(*args) == 0
     (v,) = rows(tmp_path / "r" / "verdicts.jsonl")
     assert v["status"] in STATUSES and len(v["texts"]) == 2 and all(v["texts"])

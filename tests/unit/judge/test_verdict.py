@@ -79,6 +79,11 @@ def test_summary_of_nothing():
     (" (B).", ("B", "ok")),
     ("Response A", ("A", "ok")),
     ("Verdict: tie", ("tie", "ok")),
+    ('The answer is "A" and not B', ("A", "ok")),  # SmolLM2-135M's favourite form on llama.cpp
+    ('The answer "B" is better', ("B", "ok")),
+    ('The answer is "Verdict: A', ("A", "ok")),
+    ("The answer is a good question", (None, "unparseable")),  # an article, not a verdict
+    ("The answer that is more helpful, honest", (None, "unparseable")),
     ("Verdict: A ... on reflection, Verdict: B", (None, "unparseable")),
     ("Both responses are fine.", (None, "unparseable")),
     ("A or B, hard to say", (None, "unparseable")),
