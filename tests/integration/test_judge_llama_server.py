@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'llama-cpp-python[server]')")
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install -e '.[judge-server]')")
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extra is not installed "
-                                                   "(pip install 'llama-cpp-python[server]')")
+                                                   "(pip install -e '.[judge-server]')")
 httpx = pytest.importorskip("httpx")
 
 from tests.conftest import run_cli  # noqa: E402

@@ -31,6 +31,10 @@ def config_class(path: Path) -> type:
         from rlhfkit.stages.grpo import GRPOConfig, RLOOConfig
 
         return RLOOConfig if "rloo" in name else GRPOConfig
+    if folder == "judge":
+        from rlhfkit.judge.config import JudgeConfig
+
+        return JudgeConfig
     if folder == "ppo":
         from rlhfkit.stages.ppo import PPOConfig
 
