@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from rlhfkit.config import ConfigError
+from rlhfkit.errors import RlhfkitError
 from rlhfkit.judge.config import JudgeHTTPConfig
 from rlhfkit.judge.prompts import JudgeMessages
 from rlhfkit.judge.verdict import OrderResult, choice_probability, parse_verdict, soft_label
@@ -35,7 +35,7 @@ from rlhfkit.judge.verdict import OrderResult, choice_probability, parse_verdict
 RETRY_STATUS = (408, 409, 425, 429)  # plus every 5xx
 
 
-class JudgeHTTPError(ConfigError):
+class JudgeHTTPError(RlhfkitError, RuntimeError):
     """The endpoint could not answer; the message names the config key to check."""
 
 
