@@ -118,7 +118,6 @@ def combine_orders(ab: OrderResult, ba: OrderResult, label: float | None = None,
 # --------------------------------------------------------------------------------------------------
 # parsing a reply text
 
-CHOICES = ("A", "B")
 # a keyword, optional "is", ":" or "=", quotes or bold marks, then the letter: capital A or B only, so
 # the article in "the answer is a good one" is not read as a verdict
 _VERDICT = re.compile(r"(?i:verdict|answer|better response|preferred response|choice)(?:\s+(?i:is))?\s*"
