@@ -139,8 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         # everything the user can fix (rlhfkit/errors.py), and a path the user gave that a library
         # (torch, datasets) found missing: one line, exit 2
         return error_exit(args.command, err)
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        from rlhfkit.train.interrupt import TrainingInterrupted
+
+        if isinstance(err, TrainingInterrupted):  # the training loop saved (or says why it could not)
+            print(f"rlhfkit {args.command}: {err.message()}", file=sys.stderr)
+            return err.exit_code
+        print(f"rlhfkit {args.command}: interrupted outside a training step: nothing was saved at this "
+              "point; rerunning the same command resumes from the newest checkpoint in the output "
+              "folder, if there is one", file=sys.stderr)
         return 130
 
 

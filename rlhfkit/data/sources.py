@@ -23,10 +23,15 @@ def resolve_data_path(spec: str) -> Path:
 
 
 def load(spec: str, kind: str, limit: int | None = None):
-    """Read records of ``kind`` from ``spec``; prints nothing, returns the ReadResult."""
+    """Read records of ``kind`` from ``spec``; prints nothing, returns the ReadResult. The records
+    read are fingerprinted for the resume check (:mod:`rlhfkit.data.fingerprint`)."""
+    from rlhfkit.data.fingerprint import note_read
     from rlhfkit.data.readers import read_records
 
-    return read_records(resolve_data_path(spec), kind, limit=limit)
+    path = resolve_data_path(spec)
+    result = read_records(path, kind, limit=limit)
+    note_read(path, result.records)
+    return result
 
 
 def split_dev(records: list, fraction: float, seed: int) -> tuple[list, list]:

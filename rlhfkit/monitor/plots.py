@@ -87,21 +87,10 @@ def plot_rl_curves(metrics: str | Path, out_png: str | Path, target_kl: float | 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    from rlhfkit.utils.io import atomic_path
+
     out_png = Path(out_png)
-    _atomic_write_bytes(out_png, buf.getvalue())
+    with atomic_path(out_png) as tmp:
+        tmp.write_bytes(buf.getvalue())
     return out_png
 
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -227,6 +227,7 @@ def train_rl(cfg: Any, *, stage: str, value_mode: str, need_reference: bool, pro
     and curves. ``build_iteration(setup, optimizer, scheduler, params)`` returns the stage's
     ``(iteration(step) -> stats, {name: stateful object})``."""
     from rlhfkit.monitor.plots import plot_rl_curves
+    from rlhfkit.train.checkpoint import resume_target
     from rlhfkit.train.loop import make_optimizer, make_scheduler
 
     s = setup(cfg, value_mode=value_mode, stage=stage, need_reference=need_reference, reward_fn=reward_fn)
@@ -252,14 +253,12 @@ def train_rl(cfg: Any, *, stage: str, value_mode: str, need_reference: bool, pro
     n_show = cfg.samples.prompts
     show, show_ids = s.eval_prompts[:n_show], s.eval_ids[:n_show]
     before_samples = greedy_samples(s, show, show_ids, cfg.samples.max_new_tokens)
-    before = evaluate() if resume_path(train) is None else {}
+    before = evaluate() if resume_target(train) is None else {}
     result = run_iterations(setup=s, train=train, iterations=iterations, iteration=iteration,
                             optimizer=optimizer, scheduler=scheduler,
                             stateful={**stateful, "score_shaper": s.shaper, "hacking": s.monitor},
                             evaluate=evaluate if s.eval_prompts else None, desc=stage, initial_eval=before)
-    after = evaluate()
-    if s.eval_prompts:  # the end point of the held-out curve (the loop skips its last iteration's eval)
-        s.logger.log(result.steps, {f"eval/{k}": v for k, v in after.items()})
+    after = {k: v for k, v in result.eval_history[-1].items() if k != "step"} if s.eval_prompts else {}
     after_samples = greedy_samples(s, show, show_ids, cfg.samples.max_new_tokens)
     s.logger.close()
     final_dir = save_final(s.roles, s.out)
@@ -279,21 +278,6 @@ class LoopResult:
     resumed_from: Path | None
     stopped_by: str | None
     seconds: float
-
-
-def resume_path(train: Any) -> Path | None:
-    from rlhfkit.train.checkpoint import latest_checkpoint
-
-    if train.resume == "never":
-        return None
-    if train.resume == "auto":
-        return latest_checkpoint(train.output_dir)
-    path = Path(train.resume)
-    if not path.exists():
-        from rlhfkit.errors import MissingFileError
-
-        raise MissingFileError(f"train.resume: {path}: no such checkpoint")
-    return path
 
 
 def _trim_findings(path: Path, resumed_step: int | None) -> None:
@@ -317,80 +301,33 @@ def _trim_findings(path: Path, resumed_step: int | None) -> None:
 def run_iterations(*, setup: RLSetup, train: Any, iterations: int, iteration: Callable[[int], dict],
                    optimizer: Any, scheduler: Any, stateful: dict, evaluate: Callable[[], dict] | None,
                    desc: str, initial_eval: dict | None = None) -> LoopResult:
-    """Call ``iteration(step)`` for step = resumed step .. iterations - 1 with logging, evaluation,
-    checkpoints and the hacking stop (module docstring). ``stateful`` maps names to objects with
+    """Run ``iteration(step)`` for step = resumed step .. iterations - 1 in the one training loop
+    (:func:`rlhfkit.train.runner.run_loop`: resume, logging, evaluation, checkpoints, interrupts),
+    stopping cleanly when the reward-hacking watch says so. ``stateful`` maps names to objects with
     ``state_dict``/``load_state_dict`` (KL controller, score shaper, monitor) that checkpoints keep."""
     from rlhfkit.monitor.hacking import RewardHackingStop
-    from rlhfkit.train.checkpoint import load_state, rng_state, save_checkpoint, set_rng_state
+    from rlhfkit.train.runner import EvalSpec, StepResult, StopRun, run_loop
 
-    start = time.time()
-    roles, logger = setup.roles, setup.logger
-    step, eval_history = 0, []
-    resumed = resume_path(train)
-    if resumed is not None:
-        saved = load_state(resumed)
-        roles.load(resumed)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        for name, obj in stateful.items():
-            obj.load_state_dict(saved["objects"][name])
-        step, eval_history = saved["step"], saved["eval_history"]
-        say(f"resumed from {resumed} at iteration {step}")
-    logger.start(step if resumed is not None else None)
-    _trim_findings(setup.hacking_log, step if resumed is not None else None)
-    last_saved = step if resumed is not None else None
-    if resumed is None and initial_eval:  # the held-out numbers before training, as step 0
-        eval_history.append({"step": 0, **initial_eval})
-        logger.log(0, {f"eval/{k}": v for k, v in initial_eval.items()})
-
-    def checkpoint() -> Path:
-        payload = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "rng": rng_state(), "step": step, "eval_history": eval_history,
-                   "objects": {name: obj.state_dict() for name, obj in stateful.items()}}
-        return save_checkpoint(train.output_dir, step, roles.save, payload, train.keep_checkpoints)
-
-    def run_eval() -> None:
-        metrics = evaluate()
-        eval_history.append({"step": step, **metrics})
-        logger.log(step, {f"eval/{k}": v for k, v in metrics.items()})
-
-    bar = None
-    if train.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=iterations, initial=step, desc=desc, dynamic_ncols=True)
-    last_stats: dict = {}
-    stopped_by = None
-    while step < iterations:
+    def step_fn(step: int) -> StepResult:
         t0 = time.time()
         try:
             stats = iteration(step)
         except RewardHackingStop as stop:
-            stopped_by = f"{stop.finding.name}: {stop.finding.message}"
             warn(f"stopping at iteration {step}: {stop}")
-            break
-        step += 1
+            raise StopRun(f"{stop.finding.name}: {stop.finding.message}") from None
         stats["time_iteration"] = time.time() - t0
-        last_stats = stats
-        if step % train.log_every == 0 or step == iterations:
-            logger.log(step, stats)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(score=f"{stats.get('score', float('nan')):.3f}",
-                            kl=f"{stats.get('kl', float('nan')):.3f}")
-        if evaluate is not None and train.eval_every and step % train.eval_every == 0 and step < iterations:
-            run_eval()
-        if train.save_every and step % train.save_every == 0 and step < iterations:
-            checkpoint()
-            last_saved = step
-    if bar is not None:
-        bar.close()
-    if last_saved != step:
-        checkpoint()  # the finished state too, so a longer run can continue from here
-    return LoopResult(steps=step, final_dir=setup.out / "final", last_stats=last_stats,
-                      eval_history=eval_history, resumed_from=resumed, stopped_by=stopped_by,
-                      seconds=time.time() - start)
+        return StepResult(current=stats)
+
+    outcome = run_loop(
+        train=train, total=iterations, step_fn=step_fn, save_model=setup.roles.save,
+        load_model=setup.roles.load, stateful={"optimizer": optimizer, "scheduler": scheduler, **stateful},
+        logger=setup.logger, evaluate=EvalSpec(evaluate, "score", True) if evaluate is not None else None,
+        params=setup.roles.trainable_parameters(), desc=desc, initial_eval=initial_eval,
+        postfix=lambda s: {k: f"{s.get(k, float('nan')):.3f}" for k in ("score", "kl")},
+        on_resume=lambda step: _trim_findings(setup.hacking_log, step))
+    return LoopResult(steps=outcome.steps, final_dir=setup.out / "final", last_stats=outcome.last_stats,
+                      eval_history=outcome.eval_history, resumed_from=outcome.resumed_from,
+                      stopped_by=outcome.stopped, seconds=outcome.seconds)
 
 
 def save_final(roles: Any, out: Path) -> Path:

@@ -78,8 +78,10 @@ def check_resume_compatible(cfg: Any, out: Path) -> None:
 def prepare_output(cfg: Any, output_dir: str) -> Path:
     """Create the run folder and write ``config.yaml`` (after checking that a resume is valid)."""
     from rlhfkit.config import ConfigError, save_config
+    from rlhfkit.data.fingerprint import begin_run
 
     out = Path(output_dir)
+    begin_run()  # the data this run reads is fingerprinted from here on (resume check)
     key = "output_dir" if getattr(cfg, "output_dir", None) == output_dir else "train.output_dir"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{key}={out}: is a file, not a folder")

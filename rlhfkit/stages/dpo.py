@@ -588,6 +588,7 @@ def run(cfg: DPOConfig) -> DPOResult:
         save_model=lambda folder: save_hf_folder(model, tokenizer, folder),
         load_model=lambda folder: load_weights_into(model, folder), logger=logger,
         evaluate=EvalSpec(evaluate) if evaluate else None, desc=f"dpo:{cfg.loss}",
+        weight=lambda batch: len(batch["index"]),  # the loss is a mean over pairs
     )
     logger.close()
     final_dir = save_merged(model, tokenizer, result.final_dir) if cfg.lora.enabled else result.final_dir

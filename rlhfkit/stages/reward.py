@@ -429,6 +429,7 @@ def train_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, devic
         evaluate=(EvalSpec(lambda: evaluate(model, data.dev, mcfg, pad_id, device, s.cache),
                            metric=dev_metric, higher_is_better=dev_metric == "accuracy") if data.dev else None),
         desc=f"rm{'' if cfg.ensemble.members == 1 else f'[{index}]'}",
+        weight=lambda batch: len(batch.groups),  # the loss is a mean over groups (pairs, rankings, ...)
     )
     logger.close()
     member = finish_member(s, data, result, device)

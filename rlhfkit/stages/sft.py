@@ -119,6 +119,11 @@ def sft_step(model: Any, batch: dict, device: str):
                       examples=batch["input_ids"].shape[0])
 
 
+def loss_tokens(batch: dict) -> int:
+    """Tokens the loss of a micro-batch averages over (its weight in gradient accumulation)."""
+    return int((batch["labels"][:, 1:] != -100).sum())
+
+
 def make_batches(examples: list, cfg: SFTConfig, pad_id: int, epoch: int, shuffle: bool = True) -> list:
     from rlhfkit.data.collate import bucketed_batches, collate_packed, collate_sft, pack_examples
 
@@ -192,7 +197,7 @@ def run(cfg: SFTConfig) -> SFTResult:
         cfg=cfg.train, optim=cfg.optim, save_model=save_model,
         load_model=lambda folder: load_weights_into(model, folder), logger=logger,
         evaluate=EvalSpec(lambda: evaluate_loss(model, dev_batches, device)) if dev_batches else None,
-        desc="sft",
+        desc="sft", weight=loss_tokens,
     )
     logger.close()
     final_dir = result.final_dir

@@ -6,8 +6,10 @@ Layout under ``output_dir``::
                                   adapter_model.safetensors, tokenizer files) + training_state.pt
     final/                        the finished model, a plain HF folder
 
-Each checkpoint is written to a temporary folder and renamed into place, so a crash never leaves a
-half-written checkpoint under a real name. ``training_state.pt`` holds the optimizer, scheduler,
+Each checkpoint is written to a temporary folder, flushed to disk and renamed into place
+(:func:`rlhfkit.utils.io.atomic_save_folder`), so a crash never leaves a half-written checkpoint under
+a real name; a resumed run still verifies the newest one and falls back to an older one when it is
+damaged (:func:`load_resumable`). ``training_state.pt`` holds the optimizer, scheduler,
 RNG states and loop counters: a resumed run continues exactly where it stopped.
 """
 
@@ -16,9 +18,10 @@ from __future__ import annotations
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from rlhfkit.utils.io import atomic_save_folder  # noqa: F401  (re-exported: the one atomic folder writer)
 
 STATE_FILE = "training_state.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -66,28 +69,105 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def _prune(output_dir: str | Path, keep: int, exclude_step: int | None = None) -> None:
+    found = [(s, p) for s, p in list_checkpoints(output_dir) if s != exclude_step]
+    for _, old in found[:max(0, len(found) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def save_checkpoint(output_dir: str | Path, step: int, save_model: Callable[[Path], None],
                     state: dict, keep: int = 2) -> Path:
-    """Write model + state atomically as ``checkpoints/step-N``; prune to the newest ``keep``."""
+    """Write model + state atomically as ``checkpoints/step-N`` and keep the newest ``keep`` (0 =
+    all). With ``keep >= 2`` the oldest surplus one is deleted before the new one is written, so at
+    most ``keep`` are ever on disk; ``keep=1`` needs room for two while the new one is written."""
     import torch
 
-    root = checkpoint_dir(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step}-", dir=root))
-    try:
-        save_model(tmp)
-        torch.save(state, tmp / STATE_FILE)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if keep >= 2:
+        _prune(output_dir, keep - 1, exclude_step=step)
+
+    def write(folder: Path) -> None:
+        save_model(folder)
+        torch.save(state, folder / STATE_FILE)
+
+    final = atomic_save_folder(checkpoint_dir(output_dir) / f"step-{step:06d}", write)
     if keep > 0:
-        for _, old in list_checkpoints(output_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        _prune(output_dir, keep)
     return final
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint folder that cannot be resumed from (the message says what is wrong)."""
+
+
+def verify_checkpoint(path: str | Path) -> dict:
+    """Load ``training_state.pt`` and check every ``*.safetensors`` file under the folder (at least
+    one, non-empty, header and size consistent); returns the state or raises DamagedCheckpoint."""
+    import torch
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        state = torch.load(path / STATE_FILE, weights_only=False)
+    except Exception as err:  # truncated zip, bad pickle, missing file
+        raise DamagedCheckpoint(f"{STATE_FILE} does not load ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise DamagedCheckpoint(f"{STATE_FILE} holds no training state")
+    weights = sorted(path.rglob("*.safetensors"))
+    if not weights:
+        raise DamagedCheckpoint("no *.safetensors weights")
+    for file in weights:
+        name = file.relative_to(path)
+        if file.stat().st_size == 0:
+            raise DamagedCheckpoint(f"{name} is empty")
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except Exception as err:
+            raise DamagedCheckpoint(f"{name} is unreadable ({err})") from None
+    return state
+
+
+def resume_target(train: Any) -> Path | None:
+    """The checkpoint ``train.resume`` points at before any is verified: None (``never``, or no
+    checkpoint yet), the newest one (``auto``), or the path given."""
+    if train.resume == "never":
+        return None
+    if train.resume == "auto":
+        return latest_checkpoint(train.output_dir)
+    path = Path(train.resume)
+    if not path.exists():
+        from rlhfkit.errors import MissingFileError
+
+        raise MissingFileError(f"train.resume: {path}: no such checkpoint")
+    return path
+
+
+def load_resumable(train: Any, warn: Callable[[str], None]) -> tuple[Path, dict] | None:
+    """The checkpoint to resume from and its training state, verified. ``auto``: a damaged newest
+    one is moved aside to ``step-N.damaged`` (with a warning naming it) and the next newest valid
+    one is used; an explicit ``train.resume`` path that is damaged is a ConfigError."""
+    from rlhfkit.config import ConfigError
+
+    target = resume_target(train)
+    if target is None:
+        return None
+    if train.resume != "auto":
+        try:
+            return target, verify_checkpoint(target)
+        except DamagedCheckpoint as err:
+            raise ConfigError(f"train.resume: {target}: damaged checkpoint: {err}") from None
+    for _, path in reversed(list_checkpoints(train.output_dir)):
+        try:
+            return path, verify_checkpoint(path)
+        except DamagedCheckpoint as err:
+            aside = path.with_name(path.name + ".damaged")
+            shutil.rmtree(aside, ignore_errors=True)
+            path.rename(aside)
+            warn(f"checkpoint {path} is damaged ({err}); moved it to {aside.name} and resuming from "
+                 "the newest valid one")
+    warn(f"no valid checkpoint left in {checkpoint_dir(train.output_dir)}: starting from step 0")
+    return None
 
 
 def load_state(path: str | Path) -> dict:
@@ -124,24 +204,3 @@ def load_weights_into(model: Any, folder: str | Path) -> None:
     if unexpected or set(missing) - tied:
         raise RuntimeError(f"{folder}: weights do not match the model "
                            f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
-
-
-def atomic_save_folder(folder: str | Path, save: Callable[[Path], None]) -> Path:
-    """Write a folder via ``save(tmp)`` and rename it to ``folder`` (replacing an older one)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
-    try:
-        save(tmp)
-        if folder.exists():
-            old = folder.with_name(f".old-{folder.name}")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder

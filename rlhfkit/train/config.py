@@ -36,7 +36,9 @@ class TrainConfig:
     grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
     eval_every: int = opt(0, "evaluate on the dev split every N optimizer steps (0 = at the end only)")
     save_every: int = opt(0, "write a resumable checkpoint every N optimizer steps (0 = at the end only)")
-    keep_checkpoints: int = opt(2, "how many step checkpoints to keep on disk")
+    keep_checkpoints: int = opt(
+        2, "how many step checkpoints to keep on disk (0 = all); with 2 or more the oldest is deleted "
+           "before a new one is written, so at most this many exist; 1 needs room for 2 while writing")
     log_every: int = opt(1, "write metrics every N optimizer steps")
     seed: int = opt(0, "seed for data order, initialisation and sampling")
     resume: str = opt("auto", "auto = continue from the newest checkpoint in output_dir; never; or a path")

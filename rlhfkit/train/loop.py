@@ -1,9 +1,9 @@
-"""The optimisation loop shared by SFT, reward modelling and DPO.
+"""The supervised step shared by SFT, reward modelling and DPO, run by the one training loop.
 
 A stage supplies the pieces (what a micro-batch is, how to compute its loss, how to save the
-model); this loop owns the rest: AdamW + warm-up/annealing schedule, gradient accumulation and
-clipping, periodic evaluation with early stopping, resumable checkpoints, metrics and a progress
-bar with tokens/s.
+model); :func:`train_loop` adds AdamW + warm-up/annealing schedule, exact gradient accumulation and
+clipping, and hands the step to :func:`rlhfkit.train.runner.run_loop`, which owns periodic evaluation
+with early stopping, resumable checkpoints, interrupts, metrics and the progress bar.
 
 Data order is a pure function of (seed, epoch): ``micro_batches(epoch)`` must return the same list
 of index lists for the same epoch. The loop's position is then just the optimizer step, so a resumed
@@ -12,24 +12,14 @@ run rebuilds the epoch's order and skips what it already consumed: it continues 
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rlhfkit.train.checkpoint import (
-    atomic_save_folder,
-    latest_checkpoint,
-    load_state,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
 from rlhfkit.train.config import OptimConfig, TrainConfig
-
-log = logging.getLogger(__name__)
+from rlhfkit.train.runner import EvalSpec, StepResult, run_loop
+from rlhfkit.utils.io import atomic_save_folder
 
 
 @dataclass
@@ -43,15 +33,6 @@ class StepOutput:
 
 
 @dataclass
-class EvalSpec:
-    """Periodic evaluation: ``run()`` -> metrics; early stopping watches ``metric``."""
-
-    run: Callable[[], dict]
-    metric: str = "loss"
-    higher_is_better: bool = False
-
-
-@dataclass
 class TrainResult:
     steps: int
     final_dir: Path
@@ -60,6 +41,7 @@ class TrainResult:
     best_eval: dict | None
     resumed_from: Path | None
     seconds: float
+    stopped: str | None = None  # why training ended before its last step (early stopping)
 
 
 def total_steps(cfg: TrainConfig, n_micro_per_epoch: int) -> int:
@@ -101,32 +83,38 @@ def make_optimizer(params: Sequence[Any], optim: OptimConfig):
                              betas=(optim.beta1, optim.beta2), eps=optim.eps, fused=fused or None)
 
 
-def _resume_path(cfg: TrainConfig) -> Path | None:
-    if cfg.resume == "never":
-        return None
-    if cfg.resume == "auto":
-        return latest_checkpoint(cfg.output_dir)
-    path = Path(cfg.resume)
-    if not path.exists():
-        from rlhfkit.errors import MissingFileError
+def _micro_batch_getter(micro_batches: Callable[[int], list], n_micro: int) -> Callable[[int], Any]:
+    """Micro-batch number ``position`` of the run (epoch = position // n_micro), building each
+    epoch's list once."""
+    cache: dict[int, Any] = {}
 
-        raise MissingFileError(f"train.resume: {path}: no such checkpoint")
-    return path
+    def get(position: int) -> Any:
+        epoch, index = divmod(position, n_micro)
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = micro_batches(epoch)
+        return cache[epoch][index]
+
+    return get
 
 
-class _Averager:
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.count = 0
-
-    def add(self, stats: dict) -> None:
-        self.count += 1
-        for key, value in stats.items():
-            value = float(value.item() if hasattr(value, "item") else value)
-            self.sums[key] = self.sums.get(key, 0.0) + value
-
-    def mean(self) -> dict:
-        return {k: v / max(1, self.count) for k, v in self.sums.items()}
+def accumulate(batches: list, compute: Callable[[Any], StepOutput],
+               weight: Callable[[Any], float] | None) -> StepResult:
+    """Forward + backward over one optimizer step's micro-batches. Each micro-batch's loss is a mean
+    over its own tokens (or rows); scaled by its share ``w_i / sum_j w_j`` of the step's weight
+    (``weight(batch)``: its loss tokens, or rows) the accumulated gradient is exactly that of the
+    whole step's mean, as in rl/update.py. Without ``weight`` every micro-batch counts 1/n."""
+    weights = [float(weight(b)) for b in batches] if weight is not None else []
+    total = sum(weights)
+    result = StepResult(tokens=0, examples=0)
+    for i, batch in enumerate(batches):
+        out = compute(batch)
+        share = weights[i] / total if total > 0 else None
+        (out.loss * share if share is not None else out.loss / len(batches)).backward()
+        result.window.append({"loss": out.loss.detach(), **out.stats})
+        result.tokens += out.tokens
+        result.examples += out.examples
+    return result
 
 
 def train_loop(
@@ -142,117 +130,46 @@ def train_loop(
     logger: Any,
     evaluate: EvalSpec | None = None,
     desc: str = "train",
+    weight: Callable[[Any], float] | None = None,
 ) -> TrainResult:
-    """Run the loop; ``micro_batches(epoch)`` gives collated micro-batches for that epoch (a list,
-    or a sequence that builds them lazily), ``compute(batch)`` a :class:`StepOutput`."""
+    """The supervised step (accumulate ``grad_accum`` micro-batches, clip, AdamW, schedule) run by
+    :func:`rlhfkit.train.runner.run_loop`, then ``final/``. ``micro_batches(epoch)`` gives collated
+    micro-batches for that epoch (a list, or a sequence that builds them lazily), ``compute(batch)``
+    a :class:`StepOutput`, ``weight(batch)`` the micro-batch's share of the loss (see
+    :func:`accumulate`)."""
     import torch
 
-    start = time.time()
     n_micro = len(micro_batches(0))
     if n_micro == 0:
         from rlhfkit.data.records import DataError
 
         raise DataError("data", "training set", "no training batches: empty after filtering")
     steps = total_steps(cfg, n_micro)
-    optimizer = make_optimizer(list(params), optim)
+    params = list(params)
+    optimizer = make_optimizer(params, optim)
     scheduler = make_scheduler(optimizer, optim, steps)
-    state = {"step": 0, "best": None, "bad_evals": 0, "eval_history": [], "best_params": None}
+    batch_at = _micro_batch_getter(micro_batches, n_micro)
 
-    resumed = _resume_path(cfg)
-    if resumed is not None:
-        saved = load_state(resumed)
-        load_model(resumed)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        state.update({k: saved[k] for k in ("step", "best", "bad_evals", "eval_history", "best_params")})
-        log.info("resumed from %s at step %d", resumed, state["step"])
-    logger.start(state["step"] if resumed is not None else None)
-
-    def checkpoint() -> Path:
-        payload = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "rng": rng_state(), **state}
-        return save_checkpoint(cfg.output_dir, state["step"], save_model, payload, cfg.keep_checkpoints)
-
-    def run_eval() -> bool:
-        """Evaluate; return True when early stopping says stop."""
-        metrics = evaluate.run()
+    def step_fn(step: int) -> StepResult:
         model.train()
-        logger.log(state["step"], {f"eval/{k}": v for k, v in metrics.items()})
-        state["eval_history"].append({"step": state["step"], **metrics})
-        value = metrics[evaluate.metric]
-        better = state["best"] is None or (
-            value > state["best"][evaluate.metric] if evaluate.higher_is_better
-            else value < state["best"][evaluate.metric])
-        if better:
-            state["best"], state["bad_evals"] = {"step": state["step"], **metrics}, 0
-            if cfg.early_stopping_patience:
-                state["best_params"] = [p.detach().clone() for p in params]
-        else:
-            state["bad_evals"] += 1
-        return bool(cfg.early_stopping_patience) and state["bad_evals"] >= cfg.early_stopping_patience
-
-    model.train()
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=state["step"], desc=desc, dynamic_ncols=True)
-    epoch_cache: dict[int, Any] = {}
-    window = _Averager()
-    tokens_window, examples_window, t_window = 0, 0, time.time()
-    last_stats: dict = {}
-    stopped_early = False
-    while state["step"] < steps:
         optimizer.zero_grad(set_to_none=True)
-        for micro in range(cfg.grad_accum):
-            position = state["step"] * cfg.grad_accum + micro
-            epoch, index = divmod(position, n_micro)
-            if epoch not in epoch_cache:
-                epoch_cache = {epoch: micro_batches(epoch)}
-            out = compute(epoch_cache[epoch][index])
-            (out.loss / cfg.grad_accum).backward()
-            window.add({"loss": out.loss.detach(), **out.stats})
-            tokens_window += out.tokens
-            examples_window += out.examples
+        first = step * cfg.grad_accum
+        result = accumulate([batch_at(first + m) for m in range(cfg.grad_accum)], compute, weight)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             params, optim.max_grad_norm if optim.max_grad_norm > 0 else float("inf"))
         optimizer.step()
         scheduler.step()
-        state["step"] += 1
-        step = state["step"]
-        if step % cfg.log_every == 0 or step == steps:
-            elapsed = max(1e-9, time.time() - t_window)
-            last_stats = {**window.mean(), "lr": scheduler.get_last_lr()[0],
-                          "grad_norm": float(grad_norm), "epoch": step * cfg.grad_accum / n_micro,
-                          "tokens_per_s": tokens_window / elapsed,
-                          "examples_per_s": examples_window / elapsed}
-            logger.log(step, last_stats)
-            if bar is not None:
-                bar.set_postfix(loss=f"{last_stats['loss']:.4f}", tok_s=f"{last_stats['tokens_per_s']:.0f}")
-            window, tokens_window, examples_window, t_window = _Averager(), 0, 0, time.time()
-        if bar is not None:
-            bar.update(1)
-        if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
-            if run_eval():
-                stopped_early = True
-                log.info("early stopping at step %d (best step %d)", step, state["best"]["step"])
-                break
-        if cfg.save_every and step % cfg.save_every == 0 and step < steps:
-            checkpoint()
-    if bar is not None:
-        bar.close()
-    if evaluate is not None and not stopped_early:
-        run_eval()
-    if resumed is None or state["step"] > saved["step"]:
-        checkpoint()  # the finished state too, so a longer max_steps can continue from here
-    if state["best_params"] is not None and state["best"]["step"] != state["step"]:
-        with torch.no_grad():
-            for p, best in zip(params, state["best_params"]):
-                p.copy_(best)
-        log.info("restored the best weights (step %d, %s=%s)", state["best"]["step"],
-                 evaluate.metric, state["best"][evaluate.metric])
+        result.current = {"lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                          "epoch": (step + 1) * cfg.grad_accum / n_micro}
+        return result
+
+    outcome = run_loop(
+        train=cfg, total=steps, step_fn=step_fn, save_model=save_model, load_model=load_model,
+        stateful={"optimizer": optimizer, "scheduler": scheduler}, logger=logger, evaluate=evaluate,
+        params=params, desc=desc,
+        postfix=lambda s: {"loss": f"{s['loss']:.4f}", "tok_s": f"{s['tokens_per_s']:.0f}"})
     final_dir = atomic_save_folder(Path(cfg.output_dir) / "final", save_model)
-    return TrainResult(steps=state["step"], final_dir=final_dir, last_stats=last_stats,
-                       eval_history=state["eval_history"], best_eval=state["best"],
-                       resumed_from=resumed, seconds=time.time() - start)
+    return TrainResult(steps=outcome.steps, final_dir=final_dir, last_stats=outcome.last_stats,
+                       eval_history=outcome.eval_history, best_eval=outcome.best_eval,
+                       resumed_from=outcome.resumed_from, seconds=outcome.seconds,
+                       stopped=outcome.stopped)
