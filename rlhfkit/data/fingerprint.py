@@ -87,6 +87,5 @@ def check_unchanged(saved: list[dict] | None, checkpoint: str | Path) -> None:
             continue
         raise ConfigError(
             f"{old.path}: this data file changed since checkpoint {checkpoint} was written "
-            f"({old.describe()} -> {now.describe()}), and train.resume=auto would continue that run "
-            "on different data: restore the file, use a new train.output_dir, or set "
-            "train.resume=never to start over")
+            f"({old.describe()} -> {now.describe()}); resuming would continue that run on different "
+            "data: restore the file, use a new train.output_dir, or set train.resume=never to start over")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import tempfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any, Iterable, Iterator
 from rlhfkit.data.formats import KINDS, parse_record, text_field
 from rlhfkit.data.records import DataError, Message, SFTExample, conversation_to_json, record_to_json
 from rlhfkit.errors import MissingFileError
+from rlhfkit.utils.io import atomic_path
 
 DUPLICATE_PROMPT = "duplicate prompt"
 INVALID_JSON = "invalid JSON"
@@ -306,27 +306,20 @@ def write_records(path: str | os.PathLike, items: Iterable[Any]) -> Path:
     if lower.endswith(".parquet"):  # Arrow takes its columns from the first row: give rows all keys
         keys = list(dict.fromkeys(k for row in rows for k in row))
         rows = [{k: row.get(k) for k in keys} for row in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    if not lower.endswith((".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+        raise ValueError(f"{path.name}: cannot write this file type (use .jsonl, .jsonl.gz, .json "
+                         f"or .parquet)")
+    with atomic_path(path) as tmp:
         if lower.endswith(".parquet"):
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             pq.write_table(pa.Table.from_pylist(rows), tmp)
-        elif lower.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+        else:
             opener = gzip.open if lower.endswith(".gz") else open
             with opener(tmp, "wt", encoding="utf-8") as f:
                 if ".jsonl" in lower:
                     f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
                 else:
                     json.dump(rows, f, ensure_ascii=False, indent=1)
-        else:
-            raise ValueError(f"{path.name}: cannot write this file type (use .jsonl, .jsonl.gz, .json "
-                             f"or .parquet)")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

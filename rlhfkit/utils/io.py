@@ -63,15 +63,33 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def fsync_tree(folder: Path) -> None:
-    """Flush every file under ``folder`` and then every folder, deepest first."""
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else set and reset."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def settle_tree(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the umask's permissions (some writers, such as
+    safetensors, create 0600 files) and flush them to disk: the files, then each folder, deepest
+    first."""
+    mask = current_umask()
     for root, _, files in os.walk(folder, topdown=False):
         for name in files:
             path = Path(root) / name
             if path.is_symlink():
                 continue
+            os.chmod(path, 0o666 & ~mask)
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
+        os.chmod(root, 0o777 & ~mask)
         fsync_dir(Path(root))
 
 
@@ -118,9 +136,9 @@ def atomic_save_folder(folder: str | Path, save: Callable[[Path], None]) -> Path
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(folder)
     try:
-        tmp.mkdir(mode=0o777)  # mode & ~umask, unlike tempfile.mkdtemp's 0700
+        tmp.mkdir()  # mode 0777 & ~umask, unlike tempfile.mkdtemp's 0700
         save(tmp)
-        fsync_tree(tmp)
+        settle_tree(tmp)
         if folder.exists():
             old = folder.with_name(f"{OLD_PREFIX}{folder.name}")
             shutil.rmtree(old, ignore_errors=True)

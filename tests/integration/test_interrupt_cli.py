@@ -97,8 +97,6 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_
                                                                             capsys):
     import torch
 
-    from rlhfkit.train.checkpoint import verify_checkpoint
-
     real, calls = torch.save, []
 
     def save(obj, f, *a, **k):
@@ -115,6 +113,8 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_
     assert err == (f"rlhfkit sft: error: no space left on device while writing "
                    f"{out / 'checkpoints' / 'step-000002'}")
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000001"]
+    from rlhfkit.train.checkpoint import verify_checkpoint
+
     assert verify_checkpoint(out / "checkpoints" / "step-000001")["step"] == 1
 
 

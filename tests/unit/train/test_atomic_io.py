@@ -23,11 +23,21 @@ def mode(path):
 
 
 def test_written_files_and_folders_get_the_umask_permissions(tmp_path, umask_022):
+    import torch
+    from safetensors.torch import save_file
+
+    def save(folder):
+        save_file({"w": torch.zeros(2)}, str(folder / "model.safetensors"))  # safetensors writes 0600
+        (folder / "sub").mkdir(mode=0o700)
+        (folder / "sub" / "a.json").write_text("{}")
+
     io.atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
-    io.atomic_save_folder(tmp_path / "final", lambda f: (f / "model.safetensors").write_bytes(b"w"))
+    io.atomic_save_folder(tmp_path / "final", save)
     assert mode(tmp_path / "config.yaml") == 0o644  # mkstemp would give 0600
     assert mode(tmp_path / "final") == 0o755  # mkdtemp would give 0700
     assert mode(tmp_path / "final" / "model.safetensors") == 0o644
+    assert mode(tmp_path / "final" / "sub") == 0o755 and mode(tmp_path / "final" / "sub" / "a.json") == 0o644
+    assert io.current_umask() == 0o022
 
 
 def test_files_and_folders_are_flushed_before_the_rename(tmp_path, monkeypatch):

@@ -7,13 +7,15 @@ from safetensors.torch import load_file, save_file
 
 from rlhfkit.monitor.metrics import MetricLogger
 from rlhfkit.train.config import OptimConfig, TrainConfig
-from rlhfkit.train.loop import EvalSpec, StepOutput, accumulate, train_loop
+from rlhfkit.train.loop import EvalSpec, StepOutput, train_loop
 
 
 def test_accumulation_weights_micro_batches_by_their_share_of_tokens():
     """loss = token-mean of w * x. Micro-batches x = [1, 2, 3] and [4]: the whole step's mean is
     (1 + 2 + 3 + 4) / 4, so d loss / d w = 2.5; averaging the two micro-batch means would give
     (2 + 4) / 2 = 3."""
+    from rlhfkit.train.loop import accumulate
+
     w = torch.nn.Parameter(torch.tensor(1.0))
     batches = [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0])]
 
