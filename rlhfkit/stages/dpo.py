@@ -28,8 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -390,15 +388,10 @@ def fingerprint(cfg: DPOConfig, train: list[EncodedPair], dev: list[EncodedPair]
 def save_tensors_atomic(path: Path, payload: dict) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    from rlhfkit.utils.io import atomic_path
+
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cached_reference(path: Path, key: str, compute: Any) -> tuple[dict, bool]:
