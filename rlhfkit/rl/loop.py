@@ -1,10 +1,12 @@
-"""Set-up, iteration loop, checkpoints and final save shared by the RL stages.
+"""Set-up, iteration step, evaluation and final save shared by the RL stages.
 
 A stage (PPO, GRPO, RLOO) supplies ``iteration(step) -> stats`` (rollout, advantages, update);
-:func:`run_iterations` owns the rest: exact resume from the newest checkpoint, periodic evaluation
-and checkpoints (policy and value HF folders + ``training_state.pt`` with optimizer, scheduler, RNG,
-KL controller, score normaliser, hacking-monitor state and the step, written atomically), metrics
-JSONL (+ TensorBoard), a progress bar, and a clean stop when the reward-hacking watch says so.
+:func:`run_iterations` runs it as the step function of the one training loop
+(:func:`rlhfkit.train.runner.run_loop`, shared with SFT, RM and DPO), which owns exact resume from the
+newest valid checkpoint, periodic evaluation and checkpoints (policy and value HF folders +
+``training_state.pt`` with optimizer, scheduler, RNG, KL controller, score normaliser, hacking-monitor
+state and the step, written atomically), Ctrl-C/SIGTERM, metrics JSONL (+ TensorBoard) and the
+progress bar; a reward-hacking stop ends the run cleanly and is kept in the saved state.
 
 Determinism: the prompts of iteration ``step`` are a pure function of (seed, step), sampling is
 seeded with (seed, step), and so is the minibatch shuffling; a resumed run therefore takes exactly

@@ -1,4 +1,5 @@
-"""Early stopping on a dev metric: the best evaluation so far and how many have not beaten it.
+"""Early stopping on a dev metric: the evaluations so far, the best one, and how many since have not
+beaten it.
 
 Its state (best, bad evaluations) is part of every checkpoint, and so is the loop's decision to stop
 (``stopped`` in the run state), so a resumed or rerun run makes the same decision and never trains
