@@ -133,3 +133,16 @@ def test_outputs_follow_the_umask(tmp_path, sft_data):
     for path in (out / "final" / "model.safetensors", out / "metrics.jsonl", out / "config.yaml",
                  out / "checkpoints" / "step-000001" / "training_state.pt"):
         assert mode(path) == 0o644, path
+
+
+def test_a_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, sft_data, capsys, caplog):
+    out = tmp_path / "run"
+    args = sft_args(out, sft_data, 2)
+    assert run_cli(*args, "train.save_every=1", "train.keep_checkpoints=5") == 0
+    state = out / "checkpoints" / "step-000002" / "training_state.pt"
+    state.write_bytes(state.read_bytes()[:64])  # a kill during a copy, a bad disk
+    with caplog.at_level(logging.INFO, logger="rlhfkit"):
+        assert run_cli(*sft_args(out, sft_data, 3), "train.save_every=1", "train.keep_checkpoints=5") == 0
+    assert f"checkpoint {out / 'checkpoints' / 'step-000002'} is damaged" in caplog.text
+    assert f"resumed from {out / 'checkpoints' / 'step-000001'} at step 1" in caplog.text
+    assert train_steps(out) == [1, 2, 3]
