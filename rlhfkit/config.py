@@ -229,6 +229,16 @@ def load_config(cls: type, path: str | Path | None = None, overrides: typing.Ite
         raise ConfigError(f"{path}: {err}" if path else str(err)) from None
 
 
+def flatten_keys(data: Any, prefix: str = "") -> dict:
+    """A nested mapping as dotted keys: ``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    if isinstance(data, dict):
+        out: dict = {}
+        for key, value in data.items():
+            out.update(flatten_keys(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 

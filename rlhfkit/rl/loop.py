@@ -117,7 +117,7 @@ def setup(cfg: Any, *, value_mode: str, stage: str, need_reference: bool = True,
             fh.write(json.dumps(finding.to_json(step)) + "\n")
 
     monitor = HackingMonitor(cfg.hacking, reward.calibration_range, sink=sink)
-    logger = MetricLogger(out, tensorboard=cfg.train.tensorboard)
+    logger = MetricLogger.for_run(out, cfg.train, cfg)
     ref = ("the policy with its LoRA adapter off" if roles.lora else (cfg.reference or cfg.model)
            if roles.has_reference else "none (no KL term)")
     say(f"{stage}: policy {cfg.model}; reference {ref}; reward {reward.name}; value {roles.value_mode}; "

@@ -31,22 +31,16 @@ def seed_everything(seed: int) -> None:
 # Keys a resumed run may change without breaking the continuation (where the folder is, the length
 # of the run, logging).
 RESUME_FREE_KEYS = ("train.output_dir", "output_dir", "train.resume", "train.max_steps", "train.epochs",
-                    "train.progress", "train.tensorboard", "train.save_every", "train.keep_checkpoints",
+                    "train.progress", "train.tensorboard", "train.trackers",
+                    "train.tracker_project", "train.mlflow_uri", "train.wandb_mode", "train.save_every", "train.keep_checkpoints",
                     "train.log_every", "train.eval_every")
-
-
-def _flatten(data: Any, prefix: str = "") -> dict:
-    if isinstance(data, dict):
-        out: dict = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data}
 
 
 def config_changes(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every setting that differs, except :data:`RESUME_FREE_KEYS`."""
-    a, b = _flatten(old), _flatten(new)
+    from rlhfkit.config import flatten_keys
+
+    a, b = flatten_keys(old), flatten_keys(new)
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
             if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k)]
 

@@ -571,7 +571,7 @@ def run(cfg: DPOConfig) -> DPOResult:
         write_json(out / "eval_before.json", dev_before)  # metrics.jsonl restarts with the loop
         say(f"dev before training ({dev_before['pairs']} pairs): loss {dev_before['loss']:.4f}, chosen has "
             f"the higher per-token log-prob in {dev_before['logp_accuracy']:.1%}")
-    logger = MetricLogger(out, tensorboard=cfg.train.tensorboard)
+    logger = MetricLogger.for_run(out, cfg.train, cfg)
 
     result = train_loop(
         model=model, params=params,

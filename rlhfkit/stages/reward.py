@@ -418,7 +418,7 @@ def train_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, devic
     dev_before = evaluate(model, data.dev, mcfg, pad_id, device, s.cache) if data.dev else None
     if dev_before:
         say("dev before training: " + format_metrics(dev_before))
-    logger = MetricLogger(out, tensorboard=mcfg.train.tensorboard)
+    logger = MetricLogger.for_run(out, mcfg.train, mcfg)
     result = train_loop(
         model=model, params=s.params,
         micro_batches=lambda epoch: make_batches(data.train, mcfg, pad_id, epoch, cache=s.cache),

@@ -185,7 +185,7 @@ def run(cfg: SFTConfig) -> SFTResult:
     sample_prompts = [r.prompt for r in dev_records[:cfg.samples.prompts]]
     before = sample(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
     dev_before = evaluate_loss(model, dev_batches, device)["loss"] if dev_batches else None
-    logger = MetricLogger(out, tensorboard=cfg.train.tensorboard)
+    logger = MetricLogger.for_run(out, cfg.train, cfg)
 
     def save_model(folder: Path) -> None:
         save_hf_folder(model, tokenizer, folder)

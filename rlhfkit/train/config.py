@@ -43,6 +43,13 @@ class TrainConfig:
     seed: int = opt(0, "seed for data order, initialisation and sampling")
     resume: str = opt("auto", "auto = continue from the newest checkpoint in output_dir; never; or a path")
     tensorboard: bool = opt(False, "also write TensorBoard event files to output_dir/tensorboard")
+    trackers: list[Literal["mlflow", "wandb"]] = opt(
+        help="experiment trackers fed beside metrics.jsonl, e.g. [mlflow, wandb] (packages mlflow-skinny, "
+             "wandb; rlhfkit/monitor/trackers.py)", factory=list)
+    tracker_project: str = opt("rlhfkit", "MLflow experiment / W&B project name of the tracked runs")
+    mlflow_uri: str = opt("", "MLflow tracking URI (empty = sqlite:///output_dir/mlflow.db; or a server URL)")
+    wandb_mode: Literal["offline", "online"] = opt(
+        "offline", "W&B: offline writes output_dir/wandb (upload later with wandb sync); online needs a login")
     early_stopping_patience: int = opt(
         0, "stop when the dev metric has not improved for this many evaluations (0 = off)")
     progress: bool = opt(True, "show a progress bar")
