@@ -10,19 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """fp32 matrix-multiply throughput of this machine now (GFLOP/s), the best of a few runs."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
+from rlhfkit.cost import matmul_peak_gflops  # noqa: E402,F401  (the one peak measurement, shared)
 
 
 def median(values) -> float:

@@ -76,11 +76,12 @@ def available_memory(device: str = "cpu") -> float:
 
 def estimate_training_memory(model: Any, micro_batch_size: int, seq_len: int, *,
                              extra_weight_copies: int = 0, device: str = "cpu",
-                             checkpointing: bool = False) -> MemoryEstimate:
+                             checkpointing: bool = False, logit_positions: int | None = None) -> MemoryEstimate:
     """Rough peak for one training step: weights, grads and AdamW moments of trainable parameters,
     activations kept for backward (about 34*s*b*h + 5*a*s^2*b bytes per layer in 16-bit, doubled
     for fp32, the second term only without a fused attention kernel; Korthikanti et al. 2022) and
-    the LM-head logits with their gradient."""
+    the LM-head logits with their gradient, at ``logit_positions`` positions of the micro-batch
+    (default all of its tokens; 0 for a scalar-head reward or value model)."""
     params = list(model.parameters())
     bytes_per = params[0].element_size() if params else 4
     n_all = sum(p.numel() for p in params)
@@ -99,7 +100,8 @@ def estimate_training_memory(model: Any, micro_batch_size: int, seq_len: int, *,
     per_layer = (34 * tokens * hidden + (0 if fused_attention else 5 * heads * seq_len * tokens)) * scale
     if checkpointing:
         per_layer = 2 * tokens * hidden * scale
-    activations = layers * per_layer + 3 * tokens * vocab * bytes_per
+    logits = tokens if logit_positions is None else logit_positions
+    activations = layers * per_layer + 3 * logits * vocab * bytes_per
     return MemoryEstimate(
         weights=n_all * bytes_per * (1 + extra_weight_copies),
         grads=n_train * bytes_per,

@@ -1,0 +1,47 @@
+"""rlhfkit plan on the tiny model: phases from the stage's own config, JSON output, the pipeline's
+multiplier over SFT, memory per role, errors in one line."""
+
+import json
+
+from tests.conftest import run_cli
+
+
+def _plan(capsys, *argv):
+    assert run_cli("plan", *argv, "--json", "--peak-gflops", "100") == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_ppo_plan_on_tiny_with_a_rule_reward(capsys):
+    report = _plan(capsys, "ppo", "model=tiny", "reward=length", "value_model=head", "ppo.epochs=2",
+                   "--prompt-tokens", "10", "--response-tokens", "5")
+    (plan,) = report["plans"]
+    assert plan["stage"] == "ppo" and plan["unit"] == "iteration" and plan["units"] == 20
+    roles = {p["role"] for p in plan["phases"]}
+    assert roles == {"policy", "reference"}  # a rule reward, a value head on the policy
+    assert plan["model"]["layers"] == 2 and plan["model"]["lm_head_params"] == 49152 * 64
+    assert plan["seconds_per_unit"] == plan["flops_per_unit"] / (100e9 * 0.5)
+    assert set(plan["memory"]) == {"policy", "reference"} and all(v > 0 for v in plan["memory"].values())
+    update = sum(p["flops"] for p in plan["phases"] if p["name"].startswith("update"))
+    reference = next(p["flops"] for p in plan["phases"] if p["role"] == "reference")
+    assert update == 2 * 3 * reference  # 2 epochs of forward + backward over the same 16 rows
+
+
+def test_pipeline_plan_gives_the_multiplier_over_sft(capsys):
+    report = _plan(capsys, "pipeline", "model=tiny", "--prompt-tokens", "20", "--response-tokens", "20")
+    stages = [p["stage"] for p in report["plans"]]
+    assert stages == ["sft", "rm", "ppo"]
+    totals = [p["total_flops"] for p in report["plans"]]
+    assert report["multiplier_over_sft"] == sum(totals) / totals[0] > 1
+    sft = report["plans"][0]
+    assert sft["units"] == 9  # 40 demo demonstrations, 4 held out for dev, 2 epochs at batch 8: ceil(72 / 8)
+    rm = report["plans"][1]
+    assert rm["units"] == 12  # 40 demo pairs, 8 held out (dev_fraction 0.2), 3 epochs at batch 8: 96 / 8
+    assert report["plans"][2]["units"] == 16  # the demo PPO: 16 iterations
+
+
+def test_table_output_and_a_bad_key(capsys):
+    assert run_cli("plan", "sft", "model=tiny", "train.max_steps=3", "--peak-gflops", "50") == 0
+    out = capsys.readouterr().out
+    assert "update backward" in out and "run: 3 x optimizer step" in out and "memory (GiB" in out
+    assert run_cli("plan", "sft", "model=tiny", "train.nope=1") == 2
+    assert "train.nope: unknown config key" in capsys.readouterr().err
