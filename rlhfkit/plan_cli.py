@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from rlhfkit.config import ConfigError
@@ -39,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of the peak the work reaches (0.5: rlhfkit's training steps here reach 0.4-0.7)")
     p.add_argument("--prompt-tokens", type=float, help="mean prompt tokens (default: from the config's caps)")
     p.add_argument("--response-tokens", type=float, help="mean response tokens (default: from the config's caps)")
-    p.add_argument("--examples", type=int, help="training records (default: counted in the config's data)")
+    p.add_argument("--examples", type=int, help="training records, or prompts for bon (default: counted in the data)")
+    p.add_argument("--no-data", action="store_true",
+                   help="do not read the stage's data: lengths from the flags or the config's caps, run length unknown")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=plan_command)
 
@@ -82,37 +85,100 @@ def build_plans(stage: str, cfg: Any, args: argparse.Namespace) -> list:
     return [plan_stage(name, sub, args) for name, sub in [("sft", cfg.sft)] + (after if cfg.method != "sft" else [])]
 
 
-def lengths_for(stage: str, cfg: Any, args: argparse.Namespace):
-    """Mean lengths from the flags, else the config's caps (the worst case), and what was assumed."""
+MEASURE_AT_MOST = 2000  # records tokenized to measure mean lengths (a few seconds)
+
+
+@dataclass
+class DataStats:
+    """What the stage's data holds: training records (dev share held out) and mean token lengths
+    as training sees them (chat template, truncation); None where unknown."""
+
+    examples: int | None = None
+    prompt: float | None = None
+    response: float | None = None
+
+
+def data_stats(stage: str, cfg: Any, measure: bool) -> DataStats:
+    """Read the stage's data: count its records, and (``measure``) tokenize up to
+    MEASURE_AT_MOST of them for the mean prompt and response lengths (RL: prompts only)."""
+    from rlhfkit.data.sources import load
+
+    if stage in ("ppo", "grpo", "rloo", "bon"):
+        spec, limit = (cfg.prompts, cfg.max_prompts) if stage == "bon" else (cfg.data.prompts, cfg.data.max_prompts)
+        records = load(spec, "prompts", limit=limit or None).records
+        if not measure:
+            return DataStats(len(records))
+        from rlhfkit.data.tokenize import encode_prompt
+
+        tok = _tokenizer(cfg.model)
+        cap = cfg.data.max_prompt_length if stage != "bon" else None
+        lens = [n for n in (len(encode_prompt(tok, c)) for c in records[:MEASURE_AT_MOST]) if cap is None or n <= cap]
+        return DataStats(len(records), sum(lens) / len(lens) if lens else None)
+    kind, limit = ("sft", cfg.data.max_examples) if stage == "sft" else \
+        ("pairs", cfg.data.max_pairs if stage == "dpo" else cfg.data.max_examples)
+    records = load(cfg.data.train, kind, limit=limit or None).records
+    n = len(records) - (0 if cfg.data.dev or len(records) < 2 else max(1, round(cfg.data.dev_fraction * len(records))))
+    if not measure or not records:
+        return DataStats(n)
+    from rlhfkit.data.tokenize import encode_example
+
+    tok = _tokenizer(cfg.model)
+    answers = [(r.prompt, a) for r in records[:MEASURE_AT_MOST]
+               for a in ([r.response] if kind == "sft" else [r.chosen, r.rejected])]
+    enc = [encode_example(tok, prompt, answer, cfg.max_length) for prompt, answer in answers]
+    return DataStats(n, sum(len(e.prompt_ids) for e in enc) / len(enc), sum(len(e.response_ids) for e in enc) / len(enc))
+
+
+def _tokenizer(name: str) -> Any:
+    from rlhfkit.models.loading import load_tokenizer
+
+    return load_tokenizer(name)
+
+
+def lengths_for(stage: str, cfg: Any, args: argparse.Namespace, stats: DataStats):
+    """Mean lengths: the flags, else measured in the data, else the config's caps (the worst case);
+    and a line saying which."""
     from rlhfkit.plan import Lengths
 
     if stage in ("ppo", "grpo", "rloo"):
-        p, r = cfg.data.max_prompt_length, cfg.rollout.max_new_tokens
+        caps = (cfg.data.max_prompt_length, cfg.rollout.max_new_tokens)
     elif stage == "bon":
-        p, r = 128, cfg.sampling.max_new_tokens
+        caps = (128, cfg.sampling.max_new_tokens)
     else:
-        p = r = cfg.max_length / 2
-    lengths = Lengths(args.prompt_tokens or p, args.response_tokens or r)
-    guessed = args.prompt_tokens is None or args.response_tokens is None
-    note = (f"lengths: {lengths.describe()}" + (" (from the config's caps: the worst case; set --prompt-tokens "
-                                                "and --response-tokens to your data's means)" if guessed else ""))
-    return lengths, note
+        caps = (cfg.max_length / 2, cfg.max_length / 2)
+    sources = []
+    values = []
+    for flag, measured, cap, what in ((args.prompt_tokens, stats.prompt, caps[0], "prompt"),
+                                      (args.response_tokens, stats.response, caps[1], "response")):
+        value, source = ((flag, "given") if flag is not None else (measured, "measured in the data")
+                         if measured is not None else (cap, "the config's cap: worst case"))
+        values.append(round(value, 1))
+        sources.append(f"{what} {value:.1f} ({source})")
+    note = "mean tokens per sequence: " + ", ".join(sources)
+    if stage in ("ppo", "grpo", "rloo", "bon") and args.response_tokens is None:
+        note += "; sampled responses stop at EOS, often well before the cap: set --response-tokens"
+    return Lengths(*values), note
 
 
 def plan_stage(stage: str, cfg: Any, args: argparse.Namespace):
     from rlhfkit import plan as P
 
-    lengths, note = lengths_for(stage, cfg, args)
+    known = args.examples is not None or (hasattr(cfg, "train") and cfg.train.max_steps and stage not in ("sft", "rm", "dpo"))
+    need_lengths = args.prompt_tokens is None or args.response_tokens is None
+    stats = DataStats(args.examples) if (known and not need_lengths) or args.no_data else \
+        data_stats(stage, cfg, measure=need_lengths)
+    if args.examples is not None:
+        stats.examples = args.examples
+    lengths, note = lengths_for(stage, cfg, args, stats)
     policy = model_shape(cfg.model, "causal", cfg.lora if hasattr(cfg, "lora") else None)
     if stage == "sft":
-        plan = P.plan_sft(cfg, policy, lengths, count_examples(stage, cfg, args))
+        plan = P.plan_sft(cfg, policy, lengths, stats.examples)
     elif stage == "rm":
-        rm_shape = model_shape(cfg.model, "scalar", cfg.lora)
-        plan = P.plan_rm(cfg, rm_shape, lengths, count_examples(stage, cfg, args))
+        plan = P.plan_rm(cfg, model_shape(cfg.model, "scalar", cfg.lora), lengths, stats.examples)
     elif stage == "dpo":
-        plan = P.plan_dpo(cfg, policy, lengths, count_examples(stage, cfg, args))
+        plan = P.plan_dpo(cfg, policy, lengths, stats.examples)
     elif stage == "bon":
-        plan = P.plan_bon(cfg, policy, reward_shape(cfg.reward, cfg.model, None), lengths, args.examples)
+        plan = P.plan_bon(cfg, policy, reward_shape(cfg.reward, cfg.model, None), lengths, stats.examples)
     else:
         reward = reward_shape(cfg.reward, cfg.model, None)
         value = None
@@ -130,18 +196,6 @@ def reward_shape(reward: str, policy_model: str, lora: Any):
     if reward.startswith(RULE_REWARDS) or ".py:" in reward:
         return None
     return model_shape(reward or policy_model, "scalar", lora)
-
-
-def count_examples(stage: str, cfg: Any, args: argparse.Namespace) -> int | None:
-    """Training records the stage would see: counted in its data (the dev share held out)."""
-    if args.examples is not None or cfg.train.max_steps:
-        return args.examples
-    from rlhfkit.data.sources import load
-
-    kind = "sft" if stage == "sft" else "pairs"
-    limit = cfg.data.max_pairs if stage == "dpo" else cfg.data.max_examples
-    n = len(load(cfg.data.train, kind, limit=limit or None).records)
-    return n - (0 if cfg.data.dev or n < 2 else max(1, round(cfg.data.dev_fraction * n)))
 
 
 _SHAPES: dict = {}

@@ -45,3 +45,19 @@ def test_table_output_and_a_bad_key(capsys):
     assert "update backward" in out and "run: 3 x optimizer step" in out and "memory (GiB" in out
     assert run_cli("plan", "sft", "model=tiny", "train.nope=1") == 2
     assert "train.nope: unknown config key" in capsys.readouterr().err
+
+
+def test_lengths_are_measured_in_the_stage_data(capsys):
+    from rlhfkit.data.sources import load
+    from rlhfkit.data.tokenize import encode_example
+    from rlhfkit.models import load_tokenizer
+
+    report = _plan(capsys, "sft", "model=tiny", "max_length=64")
+    note = report["plans"][0]["assumptions"][0]
+    tok = load_tokenizer("tiny")
+    enc = [encode_example(tok, r.prompt, r.response, 64) for r in load("demo:sft", "sft").records]
+    prompt = sum(len(e.prompt_ids) for e in enc) / len(enc)
+    assert f"prompt {round(prompt, 1):.1f} (measured in the data)" in note
+    no_data = _plan(capsys, "sft", "model=tiny", "max_length=64", "--no-data")
+    assert "prompt 32.0 (the config's cap: worst case)" in no_data["plans"][0]["assumptions"][0]
+    assert no_data["plans"][0]["units"] is None
