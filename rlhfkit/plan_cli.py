@@ -58,6 +58,7 @@ def plan_command(args: argparse.Namespace) -> int:
     import json
 
     from rlhfkit.cost import GPU_PEAKS, matmul_peak_gflops
+    from rlhfkit.train.report import GiB, available_memory
 
     if not 0 < args.utilisation <= 1:
         raise ConfigError(f"--utilisation must be in (0, 1], got {args.utilisation}")
@@ -70,7 +71,7 @@ def plan_command(args: argparse.Namespace) -> int:
         peak = args.peak_gflops * 1e9
     else:
         peak = GPU_PEAKS[args.device][0] * 1e12 if gpu else matmul_peak_gflops() * 1e9
-    memory = GPU_PEAKS[args.device][1] if gpu else None
+    memory = GPU_PEAKS[args.device][1] if gpu else round(available_memory("cpu") / GiB, 1)
     report = summarise(plans, peak, args.utilisation, args.device, memory)
     print(json.dumps(report, indent=2) if args.json else "\n".join(render(report)))
     return 0
@@ -163,7 +164,7 @@ def lengths_for(stage: str, cfg: Any, args: argparse.Namespace, stats: DataStats
 def plan_stage(stage: str, cfg: Any, args: argparse.Namespace):
     from rlhfkit import plan as P
 
-    known = args.examples is not None or (hasattr(cfg, "train") and cfg.train.max_steps and stage not in ("sft", "rm", "dpo"))
+    known = args.examples is not None or (hasattr(cfg, "train") and cfg.train.max_steps > 0)
     need_lengths = args.prompt_tokens is None or args.response_tokens is None
     stats = DataStats(args.examples) if (known and not need_lengths) or args.no_data else \
         data_stats(stage, cfg, measure=need_lengths)
@@ -349,7 +350,9 @@ def render(report: dict) -> list[str]:
         mem = item["memory"]
         cap = report["device_memory_gib"]
         lines.append("  memory (GiB, one micro-batch): " + ", ".join(f"{k} {v:.2f}" for k, v in mem.items()) +
-                     f"; total {sum(mem.values()):.2f}" + (f" of {cap:g} on the device" if cap else ""))
+                     f"; total {sum(mem.values()):.2f}" +
+                     (f" of {cap:g} {'available' if report['device'] == 'cpu' else 'on the device'}" if cap else "") +
+                     (" - likely out of memory" if cap and sum(mem.values()) > 0.9 * cap else ""))
         lines += [f"  {a}" for a in item["assumptions"]]
     if "multiplier_over_sft" in report:
         lines += ["", f"full run over SFT alone: {report['multiplier_over_sft']:.1f}x the FLOPs"]
