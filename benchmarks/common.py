@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
-from rlhfkit.cost import matmul_peak_gflops  # noqa: E402,F401  (the one peak measurement, shared)
+from rlhfkit.eval.cost import matmul_peak_gflops  # noqa: E402,F401  (the one peak measurement, shared)
 
 
 def median(values) -> float:

@@ -91,7 +91,7 @@ def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:
 
 
 EXTRA_COMMANDS = ("rlhfkit.models.cli", "rlhfkit.stages.reward_cli", "rlhfkit.stages.ppo_cli",
-                  "rlhfkit.stages.alt_cli", "rlhfkit.feedback.cli", "rlhfkit.eval.cli", "rlhfkit.plan_cli")
+                  "rlhfkit.stages.alt_cli", "rlhfkit.feedback.cli", "rlhfkit.eval.cli", "rlhfkit.eval.plan_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """What each stage's unit of work costs, phase by phase, from its own config (the formulas live in
-rlhfkit/cost.py; ``rlhfkit plan`` in rlhfkit/plan_cli.py reads configs and models and prints).
+rlhfkit/eval/cost.py; ``rlhfkit plan`` in rlhfkit/eval/plan_cli.py reads configs and models and prints).
 
 Every function here is pure: a stage config, the model shapes and the assumed token lengths in,
-a :class:`rlhfkit.cost.Plan` out. Lengths are means over the data (prompt and response tokens,
+a :class:`rlhfkit.eval.cost.Plan` out. Lengths are means over the data (prompt and response tokens,
 chat template included); the caps of the config are the worst case.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlhfkit.cost import (ModelShape, Phase, Plan, Work, decode_pairs, pass_flops, row, shared_prompt,
+from rlhfkit.eval.cost import (ModelShape, Phase, Plan, Work, decode_pairs, pass_flops, row, shared_prompt,
                           steps_for)
 
 

@@ -1,5 +1,5 @@
 """``rlhfkit plan STAGE [--config x.yaml] [key=value ...]``: FLOPs, memory and time of a stage's unit of
-work before running it, from the stage's own config (rlhfkit/plan.py) and the models' config.json.
+work before running it, from the stage's own config (rlhfkit/eval/plan.py) and the models' config.json.
 
     rlhfkit plan ppo model=default reward=runs/rm/final --device h100
     rlhfkit plan pipeline --json          # SFT + RM + PPO, and the multiplier over SFT
@@ -25,7 +25,7 @@ RULE_REWARDS = ("contains:", "regex:", "length", "python:")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rlhfkit.cost import GPU_PEAKS
+    from rlhfkit.eval.cost import GPU_PEAKS
 
     p = sub.add_parser("plan", help="compute cost of a stage: FLOPs by phase, memory per role, time on a device",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +57,7 @@ def load_stage_config(stage: str, path: str | None, overrides: list[str]) -> Any
 def plan_command(args: argparse.Namespace) -> int:
     import json
 
-    from rlhfkit.cost import GPU_PEAKS, matmul_peak_gflops
+    from rlhfkit.eval.cost import GPU_PEAKS, matmul_peak_gflops
     from rlhfkit.train.report import GiB, available_memory
 
     if not 0 < args.utilisation <= 1:
@@ -139,7 +139,7 @@ def _tokenizer(name: str) -> Any:
 def lengths_for(stage: str, cfg: Any, args: argparse.Namespace, stats: DataStats):
     """Mean lengths: the flags, else measured in the data, else the config's caps (the worst case);
     and a line saying which."""
-    from rlhfkit.plan import Lengths
+    from rlhfkit.eval.plan import Lengths
 
     if stage in ("ppo", "grpo", "rloo"):
         caps = (cfg.data.max_prompt_length, cfg.rollout.max_new_tokens)
@@ -162,7 +162,7 @@ def lengths_for(stage: str, cfg: Any, args: argparse.Namespace, stats: DataStats
 
 
 def plan_stage(stage: str, cfg: Any, args: argparse.Namespace):
-    from rlhfkit import plan as P
+    from rlhfkit.eval import plan as P
 
     known = args.examples is not None or (hasattr(cfg, "train") and cfg.train.max_steps > 0)
     need_lengths = args.prompt_tokens is None or args.response_tokens is None
@@ -228,7 +228,7 @@ def meta_model(name: str, kind: str, lora: Any = None, dtype: str = "float32"):
 
 
 def model_shape(name: str, kind: str, lora: Any = None):
-    from rlhfkit.cost import ModelShape
+    from rlhfkit.eval.cost import ModelShape
 
     key = (name, kind, None if lora is None or not lora.enabled else (lora.r, tuple(lora.target_modules)))
     if key not in _SHAPES:
@@ -293,7 +293,7 @@ def cfg_dtype(cfg: Any) -> str:
 
 def freeze_bottom(model: Any, freeze_layers: int) -> None:
     """The RM stage's freeze_layers on a (meta) model: embeddings and the lowest layers frozen."""
-    from rlhfkit.plan import rm_trainable_layers
+    from rlhfkit.eval.plan import rm_trainable_layers
 
     layers = model.base_model.layers
     frozen = len(layers) - rm_trainable_layers(freeze_layers, len(layers))
@@ -304,7 +304,7 @@ def freeze_bottom(model: Any, freeze_layers: int) -> None:
 
 
 def summarise(plans: list, peak: float, utilisation: float, device: str, device_memory: float | None) -> dict:
-    from rlhfkit.cost import seconds
+    from rlhfkit.eval.cost import seconds
 
     out = {"device": device, "peak_flops": peak, "utilisation": utilisation, "device_memory_gib": device_memory,
            "plans": []}

@@ -1,4 +1,4 @@
-"""FLOP counts of rlhfkit plan on a toy model, computed by hand from the formulas in rlhfkit/cost.py.
+"""FLOP counts of rlhfkit plan on a toy model, computed by hand from the formulas in rlhfkit/eval/cost.py.
 
 Toy model: 2 layers, d_attn 4, N_body 100, N_head 50. Row: prompt 2 + response 3 tokens:
 tokens 5, pairs 5*6/2 = 15, logits 3. Forward = 2*100*5 + 4*2*4*15 + 2*50*3 = 1000 + 480 + 300 = 1780.
@@ -9,9 +9,9 @@ import math
 import pytest
 
 from rlhfkit.config import load_config
-from rlhfkit.cost import (ModelShape, Work, causal_pairs, decode_pairs, pass_flops, row, seconds,
+from rlhfkit.eval.cost import (ModelShape, Work, causal_pairs, decode_pairs, pass_flops, row, seconds,
                           shared_prompt, steps_for)
-from rlhfkit.plan import Lengths, plan_dpo, plan_rl, plan_rm, plan_sft, rm_trainable_layers
+from rlhfkit.eval.plan import Lengths, plan_dpo, plan_rl, plan_rm, plan_sft, rm_trainable_layers
 
 TOY = ModelShape("toy", layers=2, d_attn=4, body=100, head=50)
 LEN = Lengths(prompt=2, response=3)
