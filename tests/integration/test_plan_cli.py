@@ -61,3 +61,17 @@ def test_lengths_are_measured_in_the_stage_data(capsys):
     no_data = _plan(capsys, "sft", "model=tiny", "max_length=64", "--no-data")
     assert "prompt 32.0 (the config's cap: worst case)" in no_data["plans"][0]["assumptions"][0]
     assert no_data["plans"][0]["units"] is None
+
+
+def test_tiny_model_shape_counted_by_hand():
+    from rlhfkit.eval.plan_cli import model_shape
+    from rlhfkit.train.config import LoraConfig
+
+    shape = model_shape("tiny", "causal")
+    # per layer: q 64x64, k and v 64x32 (2 of 4 heads' width), o 64x64, MLP 3 x 64x128, 2 norms of 64
+    per_layer = 4096 + 2048 + 2048 + 4096 + 3 * 64 * 128 + 2 * 64
+    assert (shape.layers, shape.d_attn, shape.body, shape.head) == (2, 64, 2 * per_layer + 64, 49152 * 64)
+    lora = model_shape("tiny", "causal", LoraConfig(enabled=True, r=16))
+    # r x (in + out) per adapted matrix: q, o 128; k, v 96; gate, up, down 192
+    assert lora.lora == 2 * 16 * (128 + 96 + 96 + 128 + 3 * 192) and lora.body == shape.body
+    assert model_shape("tiny", "scalar").body == shape.body  # the reward model: same body, scalar head
