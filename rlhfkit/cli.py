@@ -25,6 +25,11 @@ STAGES = {
               "An AI judge compares two responses in both orders and averages: soft labels from a local "
               "causal LM's choice-token probabilities, or verdicts from an OpenAI-compatible endpoint; "
               "reports position inconsistency, unparseable/refused counts and accuracy vs the labels."),
+    "rounds": ("rlhfkit.rounds.stage", "RoundsConfig", "iterated RLHF rounds: sample, select, label, RM, policy, eval",
+               "Iterated RLHF: each round the current policy samples K responses per prompt, active selection "
+               "picks the pairs to label (ensemble disagreement), an AI judge labels them, the reward model "
+               "retrains on all labels so far, DPO or PPO continues the policy, and an independent judge "
+               "compares it with the previous round and the SFT policy. Rerun to resume where it stopped."),
 }
 
 

@@ -58,6 +58,8 @@ class DPOData:
 class DPOConfig:
     model: str = opt("default", "policy to start from (and the reference): default, tiny, a HF folder "
                                 "(usually the SFT model) or hub name")
+    reference: str = opt("", "reference model (empty = the starting weights of model; with LoRA the base "
+                             "with the adapter off): a HF folder whose log-probs are computed once")
     dtype: str = opt("float32", "float32 (right on CPU), bfloat16, or auto (bf16 on CUDA)")
     device: str = opt("auto", "auto (cuda when available), cpu or cuda")
     max_length: int = opt(512, "prompt+response tokens per response; longer ones are cut and counted")
@@ -377,7 +379,7 @@ def model_identity(name: str) -> str:
 
 def fingerprint(cfg: DPOConfig, train: list[EncodedPair], dev: list[EncodedPair]) -> str:
     """Identifies what the reference log-probs depend on: the reference model and every token id."""
-    digest = hashlib.sha256(f"{model_identity(cfg.model)}|{cfg.dtype}".encode())
+    digest = hashlib.sha256(f"{model_identity(cfg.reference or cfg.model)}|{cfg.dtype}".encode())
     for part in (train, dev):
         digest.update(b"|part")
         for p in part:
@@ -528,8 +530,13 @@ def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id
         say(f"precomputing reference log-probs of {len(train)} training and {len(dev)} dev pairs "
             "(once; cached for resumed runs)")
         size, bar = cfg.reference_batch_size, cfg.train.progress
-        return {"train": reference_logps(model, train, pad_id, size, device, "reference (train)", bar),
-                "dev": reference_logps(model, dev, pad_id, size, device, "reference (dev)", bar)}
+        ref = model
+        if cfg.reference:  # a separate reference: loaded for this pass only
+            from rlhfkit.models.loading import load_causal_lm
+
+            ref, _ = load_causal_lm(cfg.reference, dtype=cfg.dtype, device=device)
+        return {"train": reference_logps(ref, train, pad_id, size, device, "reference (train)", bar),
+                "dev": reference_logps(ref, dev, pad_id, size, device, "reference (dev)", bar)}
 
     tensors, reused = cached_reference(out / REFERENCE_FILE, fingerprint(cfg, train, dev), compute)
     seconds = 0.0 if reused else time.time() - start
@@ -551,8 +558,9 @@ def run(cfg: DPOConfig) -> DPOResult:
     size = cfg.train.micro_batch_size
     steps = total_steps(cfg.train, len(PairBatches(train, size, pad_id, cfg.train.seed, 0)))
     say(f"loss: {cfg.loss} (beta={cfg.beta}); reference model: "
-        + ("the starting weights, log-probs precomputed once" if cfg.needs_reference else "none needed")
-        + (" with the LoRA adapter off" if cfg.lora.enabled and cfg.needs_reference else ""))
+        + ((cfg.reference or "the starting weights") + ", log-probs precomputed once" if cfg.needs_reference
+           else "none needed")
+        + (" with the LoRA adapter off" if cfg.lora.enabled and cfg.needs_reference and not cfg.reference else ""))
     say(describe_batches(size, cfg.train.grad_accum, len(train), steps, unit="pairs"))
     say_trainable(model)
     memory_report(model, train, size, device)

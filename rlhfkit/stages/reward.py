@@ -277,11 +277,29 @@ def apply_lora(model: Any, lora: LoraConfig) -> Any:
     return get_peft_model(model, peft_cfg)
 
 
-def build_model(cfg: RewardConfig, device: str, seed: int):
-    """(model, tokenizer, number of frozen layers)."""
+def member_start(model: str, index: int) -> str:
+    """What member ``index`` starts from: member ``index`` of an ensemble folder (a warm start from
+    an earlier ensemble, e.g. the previous round of ``rlhfkit rounds``); any other model as given."""
+    import json
+
+    from rlhfkit.models.reward import ENSEMBLE_FILE
+
+    folder = Path(model)
+    if not (folder / ENSEMBLE_FILE).exists():
+        return model
+    names = json.loads((folder / ENSEMBLE_FILE).read_text()).get("members") or []
+    if index >= len(names):
+        raise ConfigError(f"model={model}: an ensemble of {len(names)} members, too few to start member "
+                          f"{index} from (lower ensemble.members or start from one member folder)")
+    return str(folder / names[index])
+
+
+def build_model(cfg: RewardConfig, device: str, seed: int, index: int = 0):
+    """(model, tokenizer, number of frozen layers); member ``index`` of an ensemble ``cfg.model``
+    starts from that ensemble's member ``index``."""
     from rlhfkit.models.reward import init_reward_model
 
-    model, tok = init_reward_model(cfg.model, dtype=cfg.dtype, device=device, seed=seed)
+    model, tok = init_reward_model(member_start(cfg.model, index), dtype=cfg.dtype, device=device, seed=seed)
     n_frozen = frozen_layer_count(model, cfg.freeze_layers)
     freeze_lower_layers(model, n_frozen)
     set_training_dropout(model, cfg.dropout, n_frozen)
@@ -365,7 +383,7 @@ def setup_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, devic
 
     seed = cfg.train.seed + index
     seed_everything(seed)
-    model, tok, n_frozen = build_model(cfg, device, seed)
+    model, tok, n_frozen = build_model(cfg, device, seed, index)
     member_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output_dir=str(out), seed=seed))
     params = [p for p in model.parameters() if p.requires_grad]
     steps = total_steps(member_cfg.train, len(make_batches(data.train, member_cfg, tok.pad_token_id, 0)))
@@ -477,7 +495,7 @@ def run(cfg: RewardConfig) -> RewardResult:
     device = resolve_device(cfg.device)
     from rlhfkit.models.loading import load_tokenizer, resolve_model_path
 
-    tokenizer = load_tokenizer(resolve_model_path(cfg.model))
+    tokenizer = load_tokenizer(resolve_model_path(member_start(cfg.model, 0)))
     data = load_datasets(cfg, tokenizer, device)
     if not data.train:
         raise ConfigError(f"data.train: {cfg.data.train}: no usable training records")
@@ -488,10 +506,13 @@ def run(cfg: RewardConfig) -> RewardResult:
         members = [member]
         final_dir, disagreement, ens_dev = member["dir"], None, member["dev"]
     else:
-        members, cache = [], None  # members share the frozen-layer cache (same frozen weights)
+        # members share the frozen-layer cache (same frozen weights), unless each continues its own
+        # member of an earlier ensemble (whose lower layers may differ)
+        share = member_start(cfg.model, 0) == cfg.model
+        members, cache = [], None
         for i in range(cfg.ensemble.members):
             members.append(train_member(cfg, data, i, out / f"member-{i}", device, cache))
-            cache = members[-1]["cache"]
+            cache = members[-1]["cache"] if share else None
         final_dir, disagreement, ens_dev = save_ensemble(cfg, data, members, out / "final", device, cache)
     first = members[0]
     return RewardResult(
