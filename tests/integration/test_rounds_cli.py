@@ -1,0 +1,83 @@
+"""``rlhfkit rounds`` on the tiny model: 2 rounds with AI-judge labels and DPO, killed in round 2
+before its reward model, rerun: it resumes at that step, never redoing a finished one; the round
+table (JSON, PNG, printed); a third run has nothing left to do; a changed config is refused."""
+
+import json
+import logging
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ARGS = ["model=tiny", "rounds=2", "eval_prompts=2", "prompts_per_round=3", "sampling.n=2",
+        "sampling.max_new_tokens=8", "budget=3", "judge.model=tiny", "rm.ensemble.members=2",
+        "rm.train.max_steps=2", "rm.max_length=64", "dpo.train.max_steps=2", "dpo.max_length=64",
+        "dpo.optim.lr=1e-3", "dpo.samples.prompts=0", "eval_judge=length", "eval_sampling.max_new_tokens=8",
+        "bootstrap=50"]
+
+
+def state(out):
+    return {int(r): steps for r, steps in json.loads((out / "state.json").read_text())["rounds"].items()}
+
+
+def test_two_rounds_killed_mid_round_resume_without_redoing(tmp_path, capsys, caplog, monkeypatch):
+    from rlhfkit.stages import reward
+
+    caplog.set_level(logging.INFO, logger="rlhfkit")
+    out = tmp_path / "run"
+    real_rm, calls = reward.run, []
+
+    def rm_killed_in_round_2(cfg):
+        calls.append(cfg.train.output_dir)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C in round 2's reward model
+        return real_rm(cfg)
+
+    monkeypatch.setattr(reward, "run", rm_killed_in_round_2)
+    assert run_cli("rounds", *ARGS, f"output_dir={out}") == 130
+    first = state(out)
+    assert set(first[1]) == {"sample", "select", "label", "rm", "policy", "eval"}
+    assert set(first[2]) == {"sample", "select", "label"}  # stopped mid-round
+    samples_mtime = (out / "round-2" / "samples.jsonl").stat().st_mtime_ns
+
+    monkeypatch.setattr(reward, "run", real_rm)
+    capsys.readouterr()
+    caplog.clear()
+    assert run_cli("rounds", *ARGS, f"output_dir={out}") == 0
+    printed, said = capsys.readouterr(), caplog.text
+    second = state(out)
+    for r, steps in first.items():  # nothing finished before was run again
+        for step, info in steps.items():
+            assert second[r][step]["finished_at"] == info["finished_at"], (r, step)
+    assert (out / "round-2" / "samples.jsonl").stat().st_mtime_ns == samples_mtime
+    assert "resuming" in said and "round 2/2: rm" in said and "round 1/2" not in said
+
+    # round 2: selected by the disagreement of round 1's ensemble, RM warm-started from round 1's
+    r2 = second[2]
+    assert r2["select"]["strategy"] == "disagreement" and r2["select"]["scored_by"] == first[1]["rm"]["model_dir"]
+    assert second[1]["select"]["strategy"] == "random"  # round 1 has no reward model yet
+    assert r2["rm"]["warm_start"] == first[1]["rm"]["model_dir"]
+    assert r2["policy"]["start"] == first[1]["policy"]["model_dir"]
+    selected = [json.loads(line) for line in (out / "round-2" / "selected.jsonl").read_text().splitlines()]
+    stds = [row["reward_diff_std"] for row in selected]
+    assert stds == sorted(stds, reverse=True)  # most disagreement first
+    labels = (out / "round-2" / "labels.jsonl").read_text().splitlines()
+    assert len(labels) == r2["label"]["train"] and json.loads(labels[0])["meta"]["judge"] == "ai:tiny"
+
+    table = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert [row["round"] for row in table] == [1, 2]
+    assert [row["labels_total"] for row in table] == [3, 6] and table[0]["source"] == "ai:tiny"
+    for row in table:
+        lo, hi = row["win_vs_sft_ci"]
+        assert lo <= row["win_vs_sft"] <= hi and 0 <= row["rm_heldout_accuracy"] <= 1
+        assert row["kl_to_reference"] > 0  # DPO moved the policy away from its reference
+    assert (out / "rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "win vs prev [CI]" in printed.out and "ai:tiny" in printed.out
+
+    assert run_cli("rounds", *ARGS, f"output_dir={out}") == 0  # nothing left to do
+    assert "already finished" in capsys.readouterr().out and state(out) == second
+    assert run_cli("rounds", *ARGS, "rounds=3", "budget=2", f"output_dir={out}") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "budget: 3 -> 2" in err
