@@ -17,6 +17,7 @@ from typing import Literal
 from rlhfkit.config import opt
 from rlhfkit.eval.policies import EvalSampling
 from rlhfkit.judge.config import JudgeConfig
+from rlhfkit.rounds.studio import StudioLabels
 from rlhfkit.stages.dpo import DPOConfig
 from rlhfkit.stages.ppo import PPOConfig
 from rlhfkit.stages.reward import EnsembleConfig, Objective, RewardConfig
@@ -50,8 +51,11 @@ class RoundsConfig:
                         ">= 2), least_confident (P(a>b) closest to 0.5), random (the control); round 1 has no "
                         "reward model yet and selects at random")
     budget: int = opt(16, "pairs labelled per round (the label budget)")
-    labels: Literal["judge"] = opt("judge", "who labels: judge (an AI judge, the judge group)")
+    labels: Literal["judge", "studio"] = opt(
+        "judge", "who labels: judge (an AI judge, the judge group) or studio (people: a pairwise project per "
+                 "round, the studio group; the command stops until they are done, rerun it to go on)")
     judge: JudgeConfig = opt(factory=lambda: JudgeConfig(output_dir=""), help="")
+    studio: StudioLabels = opt(factory=StudioLabels, help="")
     heldout_fraction: float = opt(0.25, "share of each round's labels held out to measure the reward model's accuracy")
     rm: RewardConfig = opt(factory=_rm_defaults, help="")
     policy: Literal["dpo", "ppo"] = opt("dpo", "how the policy is optimised each round: dpo (on the round's labels; "
@@ -88,7 +92,7 @@ class RoundsConfig:
         if not self.eval_judge:
             raise ValueError("eval_judge: required, a judge the training labels did not come from (a reward "
                              "model folder, a reward spec such as length, or ai:MODEL)")
-        if self.eval_judge.removeprefix("ai:") == self.judge.model and self.eval_judge.startswith("ai:"):
+        if self.labels == "judge" and self.eval_judge == f"ai:{self.judge.model}":
             raise ValueError(f"eval_judge={self.eval_judge} is the judge that made the training labels "
                              f"(judge.model={self.judge.model}); evaluate with another one")
         if self.policy == "ppo" and self.reference == "sft" and self.ppo.lora.enabled:

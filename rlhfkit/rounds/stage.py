@@ -71,6 +71,7 @@ class RoundsResult:
     table: list = field(default_factory=list)
     ran: list = field(default_factory=list)  # (round, step) run by this invocation
     png: Path | None = None
+    waiting: str = ""  # why the run stopped before the end (labels still missing in the studio)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,20 +185,24 @@ def step_select(run: Run, r: int) -> dict:
     return {"strategy": strategy, "candidates": len(pairs), "selected": len(rows), "scored_by": prev_rm}
 
 
-def step_label(run: Run, r: int) -> dict:
-    """The AI judge labels the selected pairs; kept verdicts become soft-labelled preference pairs."""
-    from rlhfkit.data.readers import write_records
-    from rlhfkit.data.sources import split_dev
-    from rlhfkit.judge.judge import JudgePair, verdict_to_pair
+def selected_pairs(run: Run, r: int) -> list:
+    """The round's selected pairs as JudgePairs (response A = sample i, B = sample j)."""
+    from rlhfkit.judge.judge import JudgePair
+
+    prompts, texts = read_samples(run, r)
+    rows = [json.loads(line) for line in (run.round_dir(r) / "selected.jsonl").read_text().splitlines() if line]
+    return [JudgePair(prompts[s["prompt_index"]], texts[s["prompt_index"]][s["i"]], texts[s["prompt_index"]][s["j"]],
+                      meta={"round": r, "prompt_index": s["prompt_index"], "i": s["i"], "j": s["j"]})
+            for s in rows]
+
+
+def judge_labels(run: Run, r: int, pairs: list) -> tuple[list, dict]:
+    """The AI judge's soft-labelled pairs (kept verdicts only) and what to record about them."""
+    from rlhfkit.judge.judge import verdict_to_pair
     from rlhfkit.judge.stage import build_judge
     from rlhfkit.stages.common import say
     from rlhfkit.utils.io import atomic_write_jsonl
 
-    prompts, texts = read_samples(run, r)
-    chosen = [json.loads(line) for line in (run.round_dir(r) / "selected.jsonl").read_text().splitlines() if line]
-    pairs = [JudgePair(prompts[s["prompt_index"]], texts[s["prompt_index"]][s["i"]], texts[s["prompt_index"]][s["j"]],
-                       meta={"round": r, "prompt_index": s["prompt_index"], "i": s["i"], "j": s["j"]})
-             for s in chosen]
     judge = build_judge(run.cfg.judge, run.round_dir(r))
     try:
         say(f"round {r}: {judge.annotator} labels {len(pairs)} pairs in both orders")
@@ -207,17 +212,31 @@ def step_label(run: Run, r: int) -> dict:
             judge.backend.close()
     atomic_write_jsonl(run.round_dir(r) / "verdicts.jsonl", (v.to_json() for v in verdicts))
     kept = [verdict_to_pair(p, v, judge.annotator) for p, v, k in zip(pairs, verdicts, judge.kept(verdicts)) if k]
-    labelled = [p for p in kept if p is not None]
+    return [p for p in kept if p is not None], {
+        "source": judge.annotator, "position_inconsistent": judge.summary(verdicts).inconsistent_share}
+
+
+def step_label(run: Run, r: int) -> dict:
+    """Labels for the selected pairs (AI judge or studio); a share is held out for the RM's accuracy."""
+    from rlhfkit.data.readers import write_records
+    from rlhfkit.data.sources import split_dev
+
+    pairs = selected_pairs(run, r)
+    if run.cfg.labels == "studio":
+        from rlhfkit.rounds.studio import studio_labels
+
+        labelled, p = studio_labels(run.cfg, run.out, r, pairs)
+        extra = {"source": f"studio:{p.project}", "studio_labels": p.labels}
+    else:
+        labelled, extra = judge_labels(run, r, pairs)
     if len(labelled) < 2:
-        raise RoundsError(f"round {r}: the judge gave only {len(labelled)} usable labels of {len(pairs)} pairs "
-                          "(at least 2 are needed: one to train on, one held out); raise budget or lower "
-                          "judge.min_confidence")
+        raise RoundsError(f"round {r}: only {len(labelled)} usable labels of {len(pairs)} pairs (at least 2 are "
+                          "needed: one to train on, one held out); raise budget or lower judge.min_confidence")
     train, heldout = split_dev(labelled, run.cfg.heldout_fraction, run.cfg.seed + r)
     write_records(run.round_dir(r) / "labels.jsonl", train)
     write_records(run.round_dir(r) / "heldout.jsonl", heldout)
-    summary = judge.summary(verdicts)
-    return {"source": judge.annotator, "labels": len(labelled), "train": len(train), "heldout": len(heldout),
-            "not_kept": len(pairs) - len(labelled), "position_inconsistent": summary.inconsistent_share}
+    return {**extra, "labels": len(labelled), "train": len(train), "heldout": len(heldout),
+            "not_kept": len(pairs) - len(labelled)}
 
 
 def label_files(run: Run, upto: int, first: int = 1) -> str:
@@ -293,18 +312,23 @@ class RoundsError(ConfigError):
 def run(cfg: RoundsConfig, stop_after: tuple[int, str] | None = None) -> RoundsResult:
     """Run (or resume) every unfinished step of rounds 1..cfg.rounds; ``stop_after`` = (round, step)
     ends the call after that step (as if the process had been stopped there)."""
+    from rlhfkit.rounds.studio import WaitingForLabels
     from rlhfkit.rounds.table import round_table, write_table
     from rlhfkit.stages.common import say
 
     rn = open_run(cfg)
-    ran = []
+    ran, waiting = [], ""
     done_before = sum(len(s) for s in rn.state.done.values())
     if done_before:
         say(f"resuming {rn.out}: {done_before} steps already finished")
     while (nxt := rn.state.next_step(cfg.rounds)) is not None:
         r, step = nxt
         say(f"round {r}/{cfg.rounds}: {step} (step {STEPS.index(step) + 1}/{len(STEPS)})")
-        info = STEP_FUNCS[step](rn, r)
+        try:
+            info = STEP_FUNCS[step](rn, r)
+        except WaitingForLabels as wait:
+            waiting = str(wait)
+            break
         rn.state.mark(r, step, info)
         rn.state.save(rn.out)
         ran.append((r, step))
@@ -314,13 +338,15 @@ def run(cfg: RoundsConfig, stop_after: tuple[int, str] | None = None) -> RoundsR
             break
     table = round_table(rn.state)
     png = write_table(rn.out, table)
-    return RoundsResult(rn.out, table, ran, png)
+    return RoundsResult(rn.out, table, ran, png, waiting)
 
 
 def report(result: RoundsResult) -> None:
     from rlhfkit.rounds.table import format_table
 
-    if not result.ran:
+    if result.waiting:
+        print(result.waiting)
+    elif not result.ran:
         print("every step of every round was already finished (raise rounds to add rounds)")
     for line in format_table(result.table):
         print(line)

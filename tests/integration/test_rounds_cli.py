@@ -81,3 +81,41 @@ def test_two_rounds_killed_mid_round_resume_without_redoing(tmp_path, capsys, ca
     assert run_cli("rounds", *ARGS, "rounds=3", "budget=2", f"output_dir={out}") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "budget: 3 -> 2" in err
+
+
+def test_one_round_labelled_by_people_in_the_studio_web_app(tmp_path, capsys):
+    pytest.importorskip("httpx", reason="TestClient needs httpx")
+    from fastapi.testclient import TestClient
+
+    from rlhfkit.feedback import service
+    from rlhfkit.feedback.app import create_app
+    from rlhfkit.feedback.db import open_database
+
+    out, dbfile = tmp_path / "run", tmp_path / "studio.sqlite3"
+    args = [*ARGS, "rounds=1", "labels=studio", f"studio.db={dbfile}", "studio.project=hh", f"output_dir={out}"]
+    assert run_cli("rounds", *args) == 0  # stops: nobody has labelled yet
+    printed = capsys.readouterr().out
+    assert "studio project 'hh-round-1' (created): 0 of 3 pairs labelled" in printed and "rerun" in printed
+    assert set(state(out)[1]) == {"sample", "select"}
+
+    db = open_database(str(dbfile))
+    _id, token = service.add_annotator(db, "alice")
+    web = TestClient(create_app(db, "admin-token-for-tests-0123456789"))
+    bearer = {"Authorization": f"Bearer {token}"}
+    pid = service.project_info(db, "hh-round-1")["id"]
+    for n, choice in enumerate(("A", "B", "A")):
+        task = web.post(f"/api/projects/{pid}/next", headers=bearer).json()
+        assert web.post(f"/api/tasks/{task['assignment_id']}/label", json={"choice": choice},
+                        headers=bearer).status_code == 201
+        if n == 0:  # a rerun while people are still labelling reports progress and waits again
+            assert run_cli("rounds", *args) == 0
+            assert "(waiting): 1 of 3 pairs labelled" in capsys.readouterr().out
+    assert web.post(f"/api/projects/{pid}/next", headers=bearer).json() == {"done": True}
+    db.close()
+
+    assert run_cli("rounds", *args) == 0
+    done = state(out)[1]
+    assert set(done) == {"sample", "select", "label", "rm", "policy", "eval"}
+    assert done["label"]["source"] == "studio:hh-round-1" and done["label"]["labels"] == 3
+    table = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert table[0]["source"] == "studio:hh-round-1" and table[0]["labels"] == 3
