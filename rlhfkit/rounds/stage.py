@@ -87,6 +87,7 @@ def open_run(cfg: RoundsConfig) -> Run:
 
     from rlhfkit.stages.common import prepare_output
 
+    check_eval_judge(cfg)
     out = Path(cfg.output_dir)
     state = RoundsState.load(out)
     check_same_config(cfg, out, state)
@@ -100,6 +101,18 @@ def open_run(cfg: RoundsConfig) -> Run:
                           "prompts; lower eval_prompts or use a larger pool")
     return Run(cfg, out, state, resolve_device(cfg.device), [prompts[i] for i in order[n_eval:]],
                [prompts[i] for i in order[:n_eval]])
+
+
+def check_eval_judge(cfg: RoundsConfig) -> None:
+    """An ``ai:`` eval judge must be another model than the labelling judge (compared as folders)."""
+    from rlhfkit.models.loading import resolve_model_path
+
+    if cfg.labels != "judge" or not cfg.eval_judge.startswith("ai:") or cfg.judge.backend != "local":
+        return
+    same = Path(resolve_model_path(cfg.eval_judge[3:])).resolve() == Path(resolve_model_path(cfg.judge.model)).resolve()
+    if same:
+        raise ConfigError(f"eval_judge={cfg.eval_judge}: the same model as the labelling judge "
+                          f"(judge.model={cfg.judge.model}); evaluate with a judge the labels did not come from")
 
 
 def check_same_config(cfg: RoundsConfig, out: Path, state: RoundsState) -> None:

@@ -119,3 +119,13 @@ def test_one_round_labelled_by_people_in_the_studio_web_app(tmp_path, capsys):
     assert done["label"]["source"] == "studio:hh-round-1" and done["label"]["labels"] == 3
     table = json.loads((out / "rounds.json").read_text())["rounds"]
     assert table[0]["source"] == "studio:hh-round-1" and table[0]["labels"] == 3
+
+
+def test_the_labelling_model_cannot_be_the_eval_judge(tmp_path, capsys):
+    from rlhfkit.models.loading import resolve_model_path
+
+    same = f"eval_judge=ai:{resolve_model_path('tiny')}"  # the tiny judge, named by its folder
+    assert run_cli("rounds", "model=tiny", "judge.model=tiny", same, f"output_dir={tmp_path / 'r'}") == 2
+    err = capsys.readouterr().err.strip()
+    assert "the same model as the labelling judge" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()  # refused before anything was written

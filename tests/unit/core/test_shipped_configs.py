@@ -43,6 +43,10 @@ def config_class(path: Path) -> type:
         from rlhfkit.stages.reward import RewardConfig
 
         return RewardConfig
+    if folder == "rounds":
+        from rlhfkit.rounds.config import RoundsConfig
+
+        return RoundsConfig
     if folder == "sft":
         from rlhfkit.stages.sft import SFTConfig
 
