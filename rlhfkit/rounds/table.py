@@ -59,7 +59,7 @@ def plot_table(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from rlhfkit.eval.plots import figure_png
-    from rlhfkit.monitor.plots import _atomic_write_bytes
+    from rlhfkit.utils.io import atomic_path
 
     x = [row["round"] for row in rows]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -78,7 +78,9 @@ def plot_table(rows: list[dict], path: Path) -> None:
     for a in (ax, ax2):
         a.set_xticks(x)
     fig.tight_layout()
-    _atomic_write_bytes(path, figure_png(fig))
+    png = figure_png(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)
 
 
 def write_table(out: Path, rows: list[dict]) -> Path | None:
