@@ -252,8 +252,9 @@ def step_label(run: Run, r: int) -> dict:
             "not_kept": len(pairs) - len(labelled)}
 
 
-def label_files(run: Run, upto: int, first: int = 1) -> str:
-    return ",".join(str(run.round_dir(k) / "labels.jsonl") for k in range(first, upto + 1))
+def label_files(run: Run, upto: int) -> str:
+    """The reward stage's data.train: every round's labels up to ``upto`` (comma-separated)."""
+    return ",".join(str(run.round_dir(k) / "labels.jsonl") for k in range(1, upto + 1))
 
 
 def step_rm(run: Run, r: int) -> dict:
@@ -275,16 +276,26 @@ def reference_of(run: Run, r: int) -> str:
     return run.cfg.model if run.cfg.reference == "sft" else run.policy(r - 1)
 
 
+def dpo_pairs_file(run: Run, r: int) -> str:
+    """DPO's training file: round r's labels, or (dpo_data=all) every round's so far in one file."""
+    from rlhfkit.utils.io import atomic_write_text
+
+    if run.cfg.dpo_data == "round":
+        return str(run.round_dir(r) / "labels.jsonl")
+    path = run.round_dir(r) / "dpo_pairs.jsonl"
+    atomic_write_text(path, "".join((run.round_dir(k) / "labels.jsonl").read_text() for k in range(1, r + 1)))
+    return str(path)
+
+
 def step_policy(run: Run, r: int) -> dict:
     cfg, out = run.cfg, str(run.round_dir(r) / "policy")
     start, ref = run.policy(r - 1), reference_of(run, r)
     if cfg.policy == "dpo":
         from rlhfkit.stages import dpo
 
-        first = 1 if cfg.dpo_data == "all" else r
         pcfg = dataclasses.replace(
             cfg.dpo, model=start, reference="" if ref == start else ref, device=cfg.device, dtype=cfg.dtype,
-            data=dataclasses.replace(cfg.dpo.data, train=label_files(run, r, first),
+            data=dataclasses.replace(cfg.dpo.data, train=dpo_pairs_file(run, r),
                                      dev=str(run.round_dir(r) / "heldout.jsonl")),
             train=dataclasses.replace(cfg.dpo.train, output_dir=out))
         result = dpo.run(pcfg)

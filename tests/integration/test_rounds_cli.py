@@ -25,6 +25,7 @@ def state(out):
 def test_two_rounds_killed_mid_round_resume_without_redoing(tmp_path, capsys, caplog, monkeypatch):
     from rlhfkit.stages import reward
 
+    args = [*ARGS, "reference=sft", "dpo_data=all", f"output_dir={tmp_path / 'run'}"]
     caplog.set_level(logging.INFO, logger="rlhfkit")
     out = tmp_path / "run"
     real_rm, calls = reward.run, []
@@ -36,7 +37,7 @@ def test_two_rounds_killed_mid_round_resume_without_redoing(tmp_path, capsys, ca
         return real_rm(cfg)
 
     monkeypatch.setattr(reward, "run", rm_killed_in_round_2)
-    assert run_cli("rounds", *ARGS, f"output_dir={out}") == 130
+    assert run_cli("rounds", *args) == 130
     first = state(out)
     assert set(first[1]) == {"sample", "select", "label", "rm", "policy", "eval"}
     assert set(first[2]) == {"sample", "select", "label"}  # stopped mid-round
@@ -45,7 +46,7 @@ def test_two_rounds_killed_mid_round_resume_without_redoing(tmp_path, capsys, ca
     monkeypatch.setattr(reward, "run", real_rm)
     capsys.readouterr()
     caplog.clear()
-    assert run_cli("rounds", *ARGS, f"output_dir={out}") == 0
+    assert run_cli("rounds", *args) == 0
     printed, said = capsys.readouterr(), caplog.text
     second = state(out)
     for r, steps in first.items():  # nothing finished before was run again
@@ -60,6 +61,9 @@ def test_two_rounds_killed_mid_round_resume_without_redoing(tmp_path, capsys, ca
     assert second[1]["select"]["strategy"] == "random"  # round 1 has no reward model yet
     assert r2["rm"]["warm_start"] == first[1]["rm"]["model_dir"]
     assert r2["policy"]["start"] == first[1]["policy"]["model_dir"]
+    assert r2["policy"]["reference"] == "tiny"  # reference=sft: kept at the SFT model
+    n_train = first[1]["label"]["train"] + r2["label"]["train"]  # dpo_data=all: both rounds' labels
+    assert len((out / "round-2" / "dpo_pairs.jsonl").read_text().splitlines()) == n_train
     selected = [json.loads(line) for line in (out / "round-2" / "selected.jsonl").read_text().splitlines()]
     stds = [row["reward_diff_std"] for row in selected]
     assert stds == sorted(stds, reverse=True)  # most disagreement first
@@ -76,9 +80,9 @@ def test_two_rounds_killed_mid_round_resume_without_redoing(tmp_path, capsys, ca
     assert (out / "rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "win vs prev [CI]" in printed.out and "ai:tiny" in printed.out
 
-    assert run_cli("rounds", *ARGS, f"output_dir={out}") == 0  # nothing left to do
+    assert run_cli("rounds", *args) == 0  # nothing left to do
     assert "already finished" in capsys.readouterr().out and state(out) == second
-    assert run_cli("rounds", *ARGS, "rounds=3", "budget=2", f"output_dir={out}") == 2
+    assert run_cli("rounds", *args, "rounds=3", "budget=2") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "budget: 3 -> 2" in err
 
