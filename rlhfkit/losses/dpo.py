@@ -69,8 +69,10 @@ def dpo_loss(
     ref_rejected_logps: torch.Tensor,
     beta: float,
     label_smoothing: float = 0.0,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Stats]:
-    """DPO (Rafailov et al. 2023, eq. 7); conservative DPO when ``label_smoothing`` > 0.
+    """DPO (Rafailov et al. 2023, eq. 7); conservative DPO when ``label_smoothing`` > 0; soft
+    labels when ``labels`` is given.
 
     All inputs ``[B]``: summed response log-probs under the policy and the frozen reference.
 
@@ -78,11 +80,15 @@ def dpo_loss(
         L = -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)
 
     eps = 0 is plain DPO; eps in (0, 0.5) assumes each label is flipped with probability eps
-    (cDPO, Mitchell 2023). Implicit rewards: beta * (log pi - log pi_ref).
+    (cDPO, Mitchell 2023). ``labels`` ``[B]`` = p, each pair's P(y_w better) (a judge's
+    probability, a vote share): eps = 1 - p per pair, i.e. the binary cross-entropy between p and
+    the Bradley-Terry probability sigmoid(beta h). Implicit rewards: beta * (log pi - log pi_ref).
     """
     _check_beta(beta)
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing: must be in [0, 0.5), got {label_smoothing}")
+    if labels is not None and (label_smoothing or bool(((labels < 0) | (labels > 1)).any())):
+        raise ValueError("labels: soft labels must be in [0, 1] and exclude label_smoothing")
     check_same_shape(
         policy_chosen_logps=policy_chosen_logps,
         policy_rejected_logps=policy_rejected_logps,
@@ -92,7 +98,8 @@ def dpo_loss(
     chosen_ratio = policy_chosen_logps - ref_chosen_logps
     rejected_ratio = policy_rejected_logps - ref_rejected_logps
     logits = beta * (chosen_ratio - rejected_ratio)  # beta * h
-    losses = -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+    eps = label_smoothing if labels is None else 1.0 - labels.to(logits.dtype)  # scalar or [B]
+    losses = -(1 - eps) * F.logsigmoid(logits) - eps * F.logsigmoid(-logits)
     loss = losses.mean()
     stats = _stats(
         loss, beta * chosen_ratio, beta * rejected_ratio, policy_chosen_logps, policy_rejected_logps
@@ -213,7 +220,8 @@ class DPOInputs:
     ``policy_*_logps`` / ``ref_*_logps``: sums of response token log-probs (the reference ones may
     be None for variants in :data:`REFERENCE_FREE`). ``chosen_lengths`` / ``rejected_lengths``:
     response token counts (needed by ipo, simpo, orpo). ``chosen_nll``: optional SFT loss on the
-    chosen responses for ORPO; default -mean(policy chosen average log-prob).
+    chosen responses for ORPO; default -mean(policy chosen average log-prob). ``labels``: soft
+    labels P(chosen better), read by sigmoid/dpo only.
     """
 
     policy_chosen_logps: torch.Tensor
@@ -223,6 +231,7 @@ class DPOInputs:
     chosen_lengths: torch.Tensor | None = None
     rejected_lengths: torch.Tensor | None = None
     chosen_nll: torch.Tensor | None = None
+    labels: torch.Tensor | None = None  # soft labels P(chosen better) (sigmoid/dpo only)
 
     def require(self, variant: str, *names: str) -> list[torch.Tensor]:
         missing = [n for n in names if getattr(self, n) is None]
@@ -253,7 +262,7 @@ _REF_FIELDS = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps
 
 
 def _run_dpo(x: DPOInputs, p: DPOParams) -> tuple[torch.Tensor, Stats]:
-    return dpo_loss(*x.require("dpo", *_REF_FIELDS), beta=p.beta)
+    return dpo_loss(*x.require("dpo", *_REF_FIELDS), beta=p.beta, labels=x.labels)
 
 
 def _run_cdpo(x: DPOInputs, p: DPOParams) -> tuple[torch.Tensor, Stats]:

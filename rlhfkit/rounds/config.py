@@ -31,7 +31,8 @@ def _rm_defaults() -> RewardConfig:
 
 
 def _dpo_defaults() -> DPOConfig:
-    return DPOConfig(train=TrainConfig(output_dir="", epochs=2, micro_batch_size=4, grad_accum=2))
+    # judge probabilities and vote shares are soft labels: DPO trains on them as such
+    return DPOConfig(soft_labels=True, train=TrainConfig(output_dir="", epochs=2, micro_batch_size=4, grad_accum=2))
 
 
 @dataclass

@@ -70,6 +70,8 @@ class DPOConfig:
     simpo_gamma: float = opt(0.5, "simpo: target reward margin")
     orpo_lambda: float = opt(0.1, "orpo: weight of the odds-ratio term next to the SFT loss")
     reference_batch_size: int = opt(16, "pairs per forward pass when precomputing reference log-probs")
+    soft_labels: bool = opt(False, "loss=sigmoid: train on each pair's label P(chosen better) (a judge's "
+                                   "probability, a vote share) as a soft target; false = every label counts as 1")
     data: DPOData = opt(factory=DPOData, help="")
     lora: LoraConfig = opt(factory=LoraConfig, help="")
     # 4 x 2 = 8 pairs per step: a micro-batch of 8 long HH pairs (max_length 512) peaks near 10 GiB
@@ -89,6 +91,8 @@ class DPOConfig:
             raise ValueError("max_length must be >= 8")
         if self.reference_batch_size < 1:
             raise ValueError("reference_batch_size must be >= 1")
+        if self.soft_labels and self.loss not in ("sigmoid", "dpo"):
+            raise ValueError(f"soft_labels is read by loss=sigmoid only (loss is {self.loss})")
 
     @property
     def needs_reference(self) -> bool:
@@ -127,6 +131,7 @@ class EncodedPair:
     prompt_truncated: bool = False
     chosen_truncated: bool = False
     rejected_truncated: bool = False
+    label: float = 1.0  # P(chosen better), >= 0.5 after orient()
 
     @property
     def truncated(self) -> bool:
@@ -149,15 +154,16 @@ def encode_pair(tokenizer: Any, pair: Any, max_length: int) -> EncodedPair:
     fitted = fit(prompt, chosen if len(chosen) >= len(rejected) else rejected, max_length)
     room = max_length - len(fitted.prompt_ids)
     return EncodedPair(fitted.prompt_ids, chosen[:room], rejected[:room], fitted.prompt_truncated,
-                       len(chosen) > room, len(rejected) > room)
+                       len(chosen) > room, len(rejected) > room, label=float(pair.label))
 
 
-def orient(pairs: list) -> tuple[list, dict]:
+def orient(pairs: list, soft: bool = False) -> tuple[list, dict]:
     """DPO needs a preferred side: ties (label 0.5) are dropped, pairs with label < 0.5 are swapped,
-    soft labels are used as hard ones. Returns (pairs, counts of what was done)."""
+    soft labels are used as hard ones (unless ``soft``: then they stay the pair's target). Returns
+    (pairs, counts of what was done)."""
     from dataclasses import replace
 
-    out, counts = [], {"tie": 0, "swapped": 0, "soft label used as hard": 0}
+    out, counts = [], {"tie": 0, "swapped": 0, "soft label used as hard": 0, "soft label kept": 0}
     for pair in pairs:
         if pair.label == 0.5:
             counts["tie"] += 1
@@ -166,12 +172,12 @@ def orient(pairs: list) -> tuple[list, dict]:
             pair = replace(pair, chosen=pair.rejected, rejected=pair.chosen, label=1.0 - pair.label)
             counts["swapped"] += 1
         if pair.label != 1.0:
-            counts["soft label used as hard"] += 1
+            counts["soft label kept" if soft else "soft label used as hard"] += 1
         out.append(pair)
     return out, {k: v for k, v in counts.items() if v}
 
 
-def read_pairs(spec: str, fmt: str, limit: int | None = None) -> list:
+def read_pairs(spec: str, fmt: str, limit: int | None = None, soft: bool = False) -> list:
     from rlhfkit.data.records import ranking_to_pairs
     from rlhfkit.data.sources import load
 
@@ -185,7 +191,7 @@ def read_pairs(spec: str, fmt: str, limit: int | None = None) -> list:
         result = load(spec, "pairs", limit=limit)
         say(result.report())
         pairs = result.records
-    pairs, counts = orient(pairs)
+    pairs, counts = orient(pairs, soft)
     if counts:
         say(f"{spec}: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + " (ties carry no DPO signal)")
     return pairs
@@ -205,9 +211,9 @@ def load_pairs(cfg: DPOConfig, tokenizer: Any) -> tuple[list, list, list]:
     """Read, split and tokenize; returns (train EncodedPairs, dev EncodedPairs, dev records)."""
     from rlhfkit.data.sources import split_dev
 
-    records = read_pairs(cfg.data.train, cfg.data.format, cfg.data.max_pairs or None)
+    records = read_pairs(cfg.data.train, cfg.data.format, cfg.data.max_pairs or None, cfg.soft_labels)
     if cfg.data.dev:
-        train_records, dev_records = records, read_pairs(cfg.data.dev, cfg.data.format)
+        train_records, dev_records = records, read_pairs(cfg.data.dev, cfg.data.format, soft=cfg.soft_labels)
     else:
         train_records, dev_records = split_dev(records, cfg.data.dev_fraction, cfg.train.seed)
     if cfg.data.max_dev_pairs:
@@ -270,6 +276,7 @@ def collate_pairs(pairs: Sequence[EncodedPair], pad_id: int, index: Sequence[int
         "chosen_lengths": torch.tensor([len(p.chosen_ids) for p in pairs], dtype=torch.long),
         "rejected_lengths": torch.tensor([len(p.rejected_ids) for p in pairs], dtype=torch.long),
         "index": torch.tensor(list(index) if index is not None else range(b), dtype=torch.long),
+        "labels": torch.tensor([p.label for p in pairs], dtype=torch.float32),
         "tokens": sum(len(p) for p in pairs),
     }
 
@@ -415,7 +422,8 @@ def cached_reference(path: Path, key: str, compute: Any) -> tuple[dict, bool]:
 # Loss and evaluation
 
 
-def dpo_inputs(chosen, rejected, batch: dict, reference: Any | None):
+def dpo_inputs(chosen, rejected, batch: dict, reference: Any | None, soft: bool = False):
+    """The loss inputs of a batch; ``soft``: each pair's label as its target (``soft_labels``)."""
     from rlhfkit.losses.dpo import DPOInputs
 
     ref = None
@@ -427,6 +435,7 @@ def dpo_inputs(chosen, rejected, batch: dict, reference: Any | None):
         ref_rejected_logps=None if ref is None else ref[:, 1],
         chosen_lengths=batch["chosen_lengths"].to(chosen.device),
         rejected_lengths=batch["rejected_lengths"].to(chosen.device),
+        labels=batch["labels"].to(chosen.device, chosen.dtype) if soft else None,
     )
 
 
@@ -443,7 +452,8 @@ def dpo_step(model: Any, batch: dict, reference: Any | None, cfg: DPOConfig, dev
     from rlhfkit.train.loop import StepOutput
 
     chosen, rejected = pair_logps(model, batch, device)
-    loss, stats = get_dpo_loss(cfg.loss)(dpo_inputs(chosen, rejected, batch, reference), loss_params(cfg))
+    loss, stats = get_dpo_loss(cfg.loss)(dpo_inputs(chosen, rejected, batch, reference, cfg.soft_labels),
+                                         loss_params(cfg))
     stats = {k: v for k, v in stats.items() if k != "loss"}
     return StepOutput(loss=loss, stats=stats, tokens=batch["tokens"], examples=len(batch["index"]))
 
@@ -482,7 +492,7 @@ def evaluate_pairs(model: Any, batches: PairBatches, reference: Any | None, cfg:
         for i in range(len(batches)):
             batch = batches[i]
             chosen, rejected = pair_logps(model, batch, device)
-            inputs = dpo_inputs(chosen, rejected, batch, reference)
+            inputs = dpo_inputs(chosen, rejected, batch, reference, cfg.soft_labels)
             b = chosen.shape[0]
             loss_sum += float(get_dpo_loss(cfg.loss)(inputs, loss_params(cfg))[0]) * b
             margins += per_pair_margins(inputs, cfg)

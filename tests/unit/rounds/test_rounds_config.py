@@ -13,7 +13,7 @@ def load(*overrides):
 
 def test_defaults_and_passed_through_groups():
     cfg = load("rm.train.max_steps=3", "dpo.beta=0.2")
-    assert cfg.rm.ensemble.members == 3 and cfg.rm.objective.pairwise == "bce"
+    assert cfg.rm.ensemble.members == 3 and cfg.rm.objective.pairwise == "bce" and cfg.dpo.soft_labels
     assert cfg.rm.train.max_steps == 3 and cfg.dpo.beta == 0.2 and cfg.selection == "disagreement"
 
 
