@@ -5,12 +5,13 @@
     select   candidate pairs = every two distinct responses of a prompt; the label budget goes to the
              pairs the reward-model ensemble of round r-1 disagrees on most (or the least confident
              ones, or random: rlhfkit.rounds.select)                            round-r/selected.jsonl
-    label    an AI judge (rlhfkit.judge) labels them in both orders: soft labels P(chosen better);
-             a share is held out                              round-r/labels.jsonl, heldout.jsonl
+    label    an AI judge (rlhfkit.judge) labels them in both orders, or people do in a studio
+             project of the round (rlhfkit.rounds.studio; the command stops until they are done):
+             soft labels P(chosen better); a share is held out   round-r/labels.jsonl, heldout.jsonl
     rm       the reward stage trains reward model r on all labels so far, warm-started from r-1's
              (member i from member i), measured on the held-out slice                 round-r/rm/
-    policy   the DPO stage (or PPO against reward model r) continues from policy r-1; the reference is
-             policy r-1 (refresh) or the SFT model (kept)                          round-r/policy/
+    policy   the DPO stage on the soft labels (or PPO against reward model r) continues from policy
+             r-1; the reference is policy r-1 (refresh) or the SFT model (kept)    round-r/policy/
     eval     policy r against policy r-1 and against the SFT policy on held-out prompts, judged by
              ``eval_judge`` (never the labeller): win rate with a bootstrap CI (rlhfkit.eval), and
              the KL of policy r to its reference                       round-r/eval.json
@@ -26,7 +27,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from rlhfkit.config import ConfigError
 from rlhfkit.rounds.config import RoundsConfig  # noqa: F401  (the CLI reads the config class here)
