@@ -96,7 +96,8 @@ def test_one_round_labelled_by_people_in_the_studio_web_app(tmp_path, capsys):
     from rlhfkit.feedback.db import open_database
 
     out, dbfile = tmp_path / "run", tmp_path / "studio.sqlite3"
-    args = [*ARGS, "rounds=1", "labels=studio", f"studio.db={dbfile}", "studio.project=hh", f"output_dir={out}"]
+    args = [*ARGS, "rounds=1", "labels=studio", f"studio.db={dbfile}", "studio.project=hh", f"output_dir={out}",
+            "eval_judge=ai:tiny"]  # people made the labels, so the tiny AI judge may evaluate
     assert run_cli("rounds", *args) == 0  # stops: nobody has labelled yet
     printed = capsys.readouterr().out
     assert "studio project 'hh-round-1' (created): 0 of 3 pairs labelled" in printed and "rerun" in printed
@@ -123,6 +124,20 @@ def test_one_round_labelled_by_people_in_the_studio_web_app(tmp_path, capsys):
     assert done["label"]["source"] == "studio:hh-round-1" and done["label"]["labels"] == 3
     table = json.loads((out / "rounds.json").read_text())["rounds"]
     assert table[0]["source"] == "studio:hh-round-1" and table[0]["labels"] == 3
+    assert table[0]["eval_judge"] == "ai:tiny" and table[0]["win_vs_sft_ci"][0] <= table[0]["win_vs_sft"]
+
+
+def test_a_ppo_round_optimises_against_its_reward_model(tmp_path):
+    out = tmp_path / "run"
+    ppo = ["policy=ppo", "ppo.train.max_steps=1", "ppo.ppo.prompts_per_batch=2", "ppo.ppo.samples_per_prompt=2",
+           "ppo.train.micro_batch_size=2", "ppo.train.grad_accum=2", "ppo.rollout.max_new_tokens=8",
+           "ppo.data.eval_prompts=0", "ppo.samples.prompts=0", "ppo.value_model=head"]
+    assert run_cli("rounds", *ARGS, "rounds=1", *ppo, f"output_dir={out}") == 0
+    done = state(out)[1]
+    assert done["policy"]["method"] == "ppo" and done["policy"]["steps"] == 1
+    run_cfg = (out / "round-1" / "policy" / "config.yaml").read_text()
+    assert f"reward: {done['rm']['model_dir']}" in run_cfg  # PPO's reward is the round's reward model
+    assert (out / "round-1" / "prompts.jsonl").read_text().count("\n") == 3  # the round's prompts
 
 
 def test_the_labelling_model_cannot_be_the_eval_judge(tmp_path, capsys):
