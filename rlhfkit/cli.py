@@ -76,11 +76,17 @@ def run_stage(module: str, cls_name: str, args: argparse.Namespace) -> int:
     if args.show_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
+    from rlhfkit.distributed.group import RankDone, session
+
     mod = importlib.import_module(module)
-    result = mod.run(cfg)
-    report: Callable | None = getattr(mod, "report", None)
-    if report is not None:
-        report(result)
+    with session(cfg):  # the torchrun process group, when the launch and train.distributed ask for one
+        try:
+            result = mod.run(cfg)
+        except RankDone:  # a data-parallel rank other than 0 after training: rank 0 reports
+            return 0
+        report: Callable | None = getattr(mod, "report", None)
+        if report is not None:
+            report(result)
     return 0
 
 

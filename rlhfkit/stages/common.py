@@ -30,7 +30,10 @@ def seed_everything(seed: int) -> None:
 
 # Keys a resumed run may change without breaking the continuation (where the folder is, the length
 # of the run, logging).
+# train.grad_accum and train.distributed may change with the number of processes: the training loop
+# checks that the global batch (micro_batch_size x grad_accum x processes) stays the same.
 RESUME_FREE_KEYS = ("train.output_dir", "output_dir", "train.resume", "train.max_steps", "train.epochs",
+                    "train.grad_accum", "train.distributed",
                     "train.progress", "train.tensorboard", "train.trackers",
                     "train.tracker_project", "train.mlflow_uri", "train.wandb_mode", "train.save_every", "train.keep_checkpoints",
                     "train.log_every", "train.eval_every")

@@ -506,6 +506,9 @@ def run(cfg: RewardConfig) -> RewardResult:
         members = [member]
         final_dir, disagreement, ens_dev = member["dir"], None, member["dev"]
     else:
+        from rlhfkit.distributed.group import refuse
+
+        refuse("ensemble.members > 1")  # rank 0 alone finishes a member; the others would stop
         # members share the frozen-layer cache (same frozen weights), unless each continues its own
         # member of an earlier ensemble (whose lower layers may differ)
         share = member_start(cfg.model, 0) == cfg.model

@@ -52,6 +52,10 @@ def checkpoint_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
+def step_dir_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
 def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     root = checkpoint_dir(output_dir)
     if not root.exists():
@@ -89,7 +93,7 @@ def save_checkpoint(output_dir: str | Path, step: int, save_model: Callable[[Pat
         save_model(folder)
         torch.save(state, folder / STATE_FILE)
 
-    final = atomic_save_folder(checkpoint_dir(output_dir) / f"step-{step:06d}", write)
+    final = atomic_save_folder(checkpoint_dir(output_dir) / step_dir_name(step), write)
     if keep > 0:
         _prune(output_dir, keep)
     return final

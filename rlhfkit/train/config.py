@@ -53,6 +53,10 @@ class TrainConfig:
     early_stopping_patience: int = opt(
         0, "stop when the dev metric has not improved for this many evaluations (0 = off)")
     progress: bool = opt(True, "show a progress bar")
+    distributed: Literal["auto", "ddp", "none"] = opt(
+        "auto", "data-parallel training under torchrun: auto (DDP when torchrun starts several "
+                "processes), ddp (needs torchrun), none (one process); gloo on CPU, NCCL on CUDA; "
+                "global batch = micro_batch_size x grad_accum x processes")
 
     def validate(self) -> None:
         if self.micro_batch_size < 1 or self.grad_accum < 1:

@@ -45,9 +45,13 @@ class TrainResult:
 
 
 def total_steps(cfg: TrainConfig, n_micro_per_epoch: int) -> int:
+    """Optimizer steps of the run: ``max_steps``, or the epochs at ``grad_accum`` micro-batches per
+    process x the data-parallel processes per step."""
+    from rlhfkit.distributed.group import world_size
+
     if cfg.max_steps > 0:
         return cfg.max_steps
-    return max(1, math.ceil(cfg.epochs * n_micro_per_epoch / cfg.grad_accum))
+    return max(1, math.ceil(cfg.epochs * n_micro_per_epoch / (cfg.grad_accum * world_size())))
 
 
 def make_scheduler(optimizer: Any, optim: OptimConfig, steps: int):
@@ -99,21 +103,30 @@ def _micro_batch_getter(micro_batches: Callable[[int], list], n_micro: int) -> C
 
 
 def accumulate(batches: list, compute: Callable[[Any], StepOutput],
-               weight: Callable[[Any], float] | None) -> StepResult:
-    """Forward + backward over one optimizer step's micro-batches. Each micro-batch's loss is a mean
-    over its own tokens (or rows); scaled by its share ``w_i / sum_j w_j`` of the step's weight
-    (``weight(batch)``: its loss tokens, or rows) the accumulated gradient is exactly that of the
-    whole step's mean, as in rl/update.py. Without ``weight`` every micro-batch counts 1/n."""
+               weight: Callable[[Any], float] | None, replicas: Any = None) -> StepResult:
+    """Forward + backward over one optimizer step's micro-batches (this process's share of them).
+    Each micro-batch's loss is a mean over its own tokens (or rows); scaled by its share
+    ``w_i / sum_j w_j`` of the step's weight (``weight(batch)``: its loss tokens, or rows; the sum
+    runs over every process's micro-batches) the accumulated gradient is exactly that of the whole
+    step's mean, as in rl/update.py. Without ``weight`` every micro-batch counts 1/n.
+    ``replicas`` (:class:`rlhfkit.distributed.data_parallel.Replicas`) runs the micro-batches
+    through DDP when there are several processes; None: this process alone."""
+    from rlhfkit.distributed.data_parallel import Replicas
+
+    replicas = replicas or Replicas(compute=compute)
     weights = [float(weight(b)) for b in batches] if weight is not None else []
-    total = sum(weights)
+    total = replicas.sum([sum(weights)])[0] if weight is not None else 0.0
     result = StepResult(tokens=0, examples=0)
     for i, batch in enumerate(batches):
-        out = compute(batch)
-        share = weights[i] / total if total > 0 else None
-        (out.loss * share if share is not None else out.loss / len(batches)).backward()
+        with replicas.sync(last=i == len(batches) - 1):
+            out = replicas.forward(batch)
+            share = weights[i] / total if total > 0 else 1.0 / len(batches)
+            (out.loss * (share * replicas.grad_scale)).backward()
         result.window.append({"loss": out.loss.detach(), **out.stats})
         result.tokens += out.tokens
         result.examples += out.examples
+    result.window, result.tokens, result.examples = replicas.reduce_window(
+        result.window, result.tokens, result.examples)
     return result
 
 
@@ -139,6 +152,9 @@ def train_loop(
     :func:`accumulate`)."""
     import torch
 
+    from rlhfkit.distributed.data_parallel import Replicas
+    from rlhfkit.distributed.group import RankDone, barrier, is_main
+
     n_micro = len(micro_batches(0))
     if n_micro == 0:
         from rlhfkit.data.records import DataError
@@ -149,26 +165,32 @@ def train_loop(
     optimizer = make_optimizer(params, optim)
     scheduler = make_scheduler(optimizer, optim, steps)
     batch_at = _micro_batch_getter(micro_batches, n_micro)
+    replicas = Replicas(model, compute)  # DDP when torchrun started several processes
 
     def step_fn(step: int) -> StepResult:
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        first = step * cfg.grad_accum
-        result = accumulate([batch_at(first + m) for m in range(cfg.grad_accum)], compute, weight)
+        batches = [batch_at(p) for p in replicas.positions(step, cfg.grad_accum)]
+        result = accumulate(batches, compute, weight, replicas)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             params, optim.max_grad_norm if optim.max_grad_norm > 0 else float("inf"))
         optimizer.step()
         scheduler.step()
         result.current = {"lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                          "epoch": (step + 1) * cfg.grad_accum / n_micro}
+                          "epoch": (step + 1) * cfg.grad_accum * replicas.world / n_micro}
         return result
 
     outcome = run_loop(
         train=cfg, total=steps, step_fn=step_fn, save_model=save_model, load_model=load_model,
         stateful={"optimizer": optimizer, "scheduler": scheduler}, logger=logger, evaluate=evaluate,
-        params=params, desc=desc,
+        params=params, desc=desc, data_parallel=True,
         postfix=lambda s: {"loss": f"{s['loss']:.4f}", "tok_s": f"{s['tokens_per_s']:.0f}"})
-    final_dir = atomic_save_folder(Path(cfg.output_dir) / "final", save_model)
+    final_dir = Path(cfg.output_dir) / "final"
+    if is_main():
+        atomic_save_folder(final_dir, save_model)
+    barrier()
+    if not is_main():
+        raise RankDone  # rank 0 alone finishes the stage (merging, samples, report)
     return TrainResult(steps=outcome.steps, final_dir=final_dir, last_stats=outcome.last_stats,
                        eval_history=outcome.eval_history, best_eval=outcome.best_eval,
                        resumed_from=outcome.resumed_from, seconds=outcome.seconds,

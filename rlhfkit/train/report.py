@@ -16,19 +16,10 @@ from typing import Any
 GiB = 1024 ** 3
 
 
-def world_size() -> int:
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_world_size()
-    except ImportError:
-        pass
-    return 1
-
-
 def describe_batches(micro_batch_size: int, grad_accum: int, n_examples: int, steps: int,
                      unit: str = "examples") -> str:
+    from rlhfkit.distributed.group import world_size
+
     procs = world_size()
     global_bs = micro_batch_size * grad_accum * procs
     return (f"batch: micro_batch_size={micro_batch_size} {unit} per forward x grad_accum={grad_accum} "

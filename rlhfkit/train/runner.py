@@ -12,6 +12,12 @@ A checkpoint holds the model (``save_model``), the state of every object in ``st
 scheduler, KL controller, ...), the RNG states, the step, the evaluation history and early-stopping
 state, whether and why the run stopped early, and the fingerprints of the data read. So a resumed
 run continues exactly, a run that stopped early stays stopped, and changed data is refused.
+
+Under torchrun (several data-parallel processes, :mod:`rlhfkit.distributed`) every rank runs the
+loop and its collective steps; rank 0 alone logs, shows progress and writes checkpoints while the
+others wait at a barrier; a signal that reaches any rank stops all of them at the same step. A
+checkpoint holds the global batch (micro_batch_size x grad_accum x processes), so it resumes on
+any number of processes that keeps that global batch.
 """
 
 from __future__ import annotations
@@ -59,6 +65,38 @@ class LoopOutcome:
     seconds: float
 
 
+class _NullLogger:
+    """The metric sink of ranks other than 0: they log nothing."""
+
+    def start(self, resumed_step: int | None) -> None:
+        pass
+
+    def log(self, step: int, metrics: dict) -> None:
+        pass
+
+
+def global_batch(train: Any) -> int:
+    """Examples (or pairs, groups) per optimizer step over all data-parallel processes."""
+    from rlhfkit.distributed.group import world_size
+
+    return train.micro_batch_size * train.grad_accum * world_size()
+
+
+def check_global_batch(saved: dict, train: Any, path: Path) -> None:
+    """A checkpoint resumes on another number of processes only at the same global batch."""
+    from rlhfkit.distributed.group import world_size
+
+    was, now = saved.get("global_batch"), global_batch(train)
+    if was is not None and was != now:
+        from rlhfkit.config import ConfigError
+
+        raise ConfigError(
+            f"train.grad_accum: {path} was written at global batch {was} ({saved.get('processes', 1)} "
+            f"processes), this run has {now} (micro_batch_size={train.micro_batch_size} x grad_accum="
+            f"{train.grad_accum} x processes={world_size()}): set train.grad_accum so that the global "
+            "batch stays the same")
+
+
 class _Window:
     """Means of scalar stats over the steps since the last log line, and tokens/examples per second."""
 
@@ -93,8 +131,12 @@ class _Loop:
                  stateful: dict, logger: Any, evaluate: EvalSpec | None, params: list | None,
                  desc: str, postfix: Callable[[dict], dict] | None, initial_eval: dict | None,
                  on_resume: Callable[[int | None], None] | None):
+        from rlhfkit.distributed.group import is_main, world_size
         from rlhfkit.train.early_stopping import EarlyStopping
 
+        self.main, self.world = is_main(), world_size()
+        if not self.main:
+            logger = _NullLogger()
         self.train, self.total, self.step_fn, self.logger = train, total, step_fn, logger
         self.save_model, self.load_model, self.stateful = save_model, load_model, stateful
         self.evaluate, self.params, self.desc, self.postfix = evaluate, params, desc, postfix
@@ -115,33 +157,38 @@ class _Loop:
         from rlhfkit.train.checkpoint import rng_state
 
         return {"step": self.step, "rng": rng_state(), "stopped": self.stopped,
+                "global_batch": global_batch(self.train), "processes": self.world,
                 "objects": {name: obj.state_dict() for name, obj in self.stateful.items()},
                 "early_stopping": self.early.state_dict(), "best_params": self.best_params,
                 "data": snapshot()}
 
     def checkpoint(self) -> Path:
-        """Save unless nothing changed since the last checkpoint; returns its folder."""
-        from rlhfkit.train.checkpoint import save_checkpoint
+        """Save unless nothing changed since the last checkpoint; returns its folder. Rank 0 writes,
+        the other ranks wait for it."""
+        from rlhfkit.distributed.group import barrier
+        from rlhfkit.train.checkpoint import checkpoint_dir, save_checkpoint, step_dir_name
 
         if self.saved is not None and self.saved[0] == self.changes:
             return self.saved[1]
-        path = save_checkpoint(self.train.output_dir, self.step, self.save_model, self.state(),
-                               self.train.keep_checkpoints)
+        path = checkpoint_dir(self.train.output_dir) / step_dir_name(self.step)
+        try:
+            if self.main:
+                path = save_checkpoint(self.train.output_dir, self.step, self.save_model, self.state(),
+                                       self.train.keep_checkpoints)
+        finally:
+            barrier()
         self.saved = (self.changes, path)
         return path
 
     def resume(self) -> None:
         from rlhfkit.data.fingerprint import check_unchanged
-        from rlhfkit.train.checkpoint import checkpoint_dir, load_resumable, set_rng_state
-        from rlhfkit.utils.io import clean_stale
+        from rlhfkit.train.checkpoint import set_rng_state
 
-        for folder in (Path(self.train.output_dir), checkpoint_dir(self.train.output_dir)):
-            for name in clean_stale(folder):
-                log.info("removed a temporary folder left by an interrupted write: %s", folder / name)
-        found = load_resumable(self.train, log.warning)
+        found = self.find_checkpoint()
         if found is not None:
             path, saved = found
             check_unchanged(saved.get("data"), path)
+            check_global_batch(saved, self.train, path)
             self.load_model(path)
             objects = {**{k: saved[k] for k in ("optimizer", "scheduler") if k in saved},
                        **saved.get("objects", {})}  # (older checkpoints kept these two at the top)
@@ -163,6 +210,25 @@ class _Loop:
             self.logger.log(0, {f"eval/{k}": v for k, v in self.initial_eval.items()})
         if self.on_resume is not None:
             self.on_resume(self.step if self.resumed else None)
+
+    def find_checkpoint(self) -> tuple[Path, dict] | None:
+        """Clean stale temporaries and find the checkpoint to resume from: rank 0 first (it moves
+        damaged ones aside), then the others, once no rank is writing any more."""
+        from rlhfkit.distributed.group import barrier
+        from rlhfkit.train.checkpoint import checkpoint_dir, load_resumable
+        from rlhfkit.utils.io import clean_stale
+
+        barrier()  # every rank has finished the stage's own writes (config.yaml, caches)
+        found = None
+        if self.main:
+            for folder in (Path(self.train.output_dir), checkpoint_dir(self.train.output_dir)):
+                for name in clean_stale(folder):
+                    log.info("removed a temporary folder left by an interrupted write: %s", folder / name)
+            found = load_resumable(self.train, log.warning)
+        barrier()
+        if not self.main:
+            found = load_resumable(self.train, log.warning)
+        return found
 
     # -- evaluation and logging ------------------------------------------------------------------
 
@@ -208,6 +274,14 @@ class _Loop:
                 problem = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise guard.interrupted(self.step, path, problem)
 
+    def signalled(self, guard: Any) -> bool:
+        """A signal received by this process, or (data-parallel) by any of them."""
+        if self.world == 1:
+            return guard.received is not None
+        from rlhfkit.distributed.data_parallel import Replicas
+
+        return Replicas().any(guard.received is not None)
+
     def run(self) -> LoopOutcome:
         from rlhfkit.train.interrupt import SignalGuard
 
@@ -215,13 +289,13 @@ class _Loop:
         with SignalGuard() as guard:
             self.resume()
             bar = None
-            if self.train.progress:
+            if self.train.progress and self.main:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=self.total, initial=self.step, desc=self.desc, dynamic_ncols=True)
             window = _Window()
             while self.step < self.total and not self.stopped:
-                if guard.received:
+                if self.signalled(guard):
                     self.interrupt(guard)
                 try:
                     result = self.step_fn(self.step)
@@ -237,7 +311,7 @@ class _Loop:
                 self.run_eval()  # the end point, unless the last step was just evaluated
             if self.saved is None or self.saved[0] != self.changes:
                 self.checkpoint()  # the finished state too, so a longer max_steps can continue from here
-            if guard.received:
+            if self.signalled(guard):
                 self.interrupt(guard)
         self.restore_best()
         return LoopOutcome(steps=self.step, last_stats=self.last_stats, eval_history=self.early.history,
@@ -262,12 +336,19 @@ def run_loop(*, train: Any, total: int, step_fn: Callable[[int], StepResult],
              logger: Any, evaluate: EvalSpec | None = None, params: list | None = None,
              desc: str = "train", postfix: Callable[[dict], dict] | None = None,
              initial_eval: dict | None = None,
-             on_resume: Callable[[int | None], None] | None = None) -> LoopOutcome:
+             on_resume: Callable[[int | None], None] | None = None,
+             data_parallel: bool = False) -> LoopOutcome:
     """Run ``step_fn(step)`` for the steps left of ``total`` (module docstring). ``train`` is the
     stage's TrainConfig; ``stateful`` maps names to objects with ``state_dict``/``load_state_dict``
     that checkpoints keep; ``params`` are the weights restored to the best evaluation under early
     stopping; ``initial_eval`` (a fresh run's numbers before training) is logged as step 0;
-    ``on_resume(step or None)`` runs once the resume point is known (e.g. to trim other logs)."""
+    ``on_resume(step or None)`` runs once the resume point is known (e.g. to trim other logs);
+    ``data_parallel``: the step function runs under several processes (the supervised step does),
+    else a torchrun launch with several processes is refused."""
+    if not data_parallel:
+        from rlhfkit.distributed.group import refuse
+
+        refuse(f"the {desc} loop")
     loop = _Loop(train=train, total=total, step_fn=step_fn, save_model=save_model, load_model=load_model,
                  stateful=stateful, logger=logger, evaluate=evaluate, params=params, desc=desc,
                  postfix=postfix, initial_eval=initial_eval, on_resume=on_resume)
