@@ -84,3 +84,11 @@ def test_a_checkpoint_written_by_two_processes_resumes_in_one(tmp_path):
     a, b = weights(two / "final"), weights(part / "final")
     for key in a:
         assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
+
+
+def test_a_stage_without_a_data_parallel_step_is_refused_under_torchrun(tmp_path):
+    run = launch(["grpo", "model=tiny", "reward=length", "train.progress=false", "samples.prompts=0",
+                  "train.max_steps=1", "rollout.max_new_tokens=4", f"train.output_dir={tmp_path}"], procs=2)
+    assert run.returncode != 0
+    assert "the grpo loop does not run data-parallel yet: launch it as one process" in run.stderr
+    assert not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text()
