@@ -219,11 +219,11 @@ def meta_model(name: str, kind: str, lora: Any = None, dtype: str = "float32"):
     if lora is not None and lora.enabled:
         import warnings
 
-        from rlhfkit.rl.roles import _peft_lora
+        from rlhfkit.models.lora import apply_lora
 
         with warnings.catch_warnings():  # peft asks transformers a deprecated question
             warnings.simplefilter("ignore", FutureWarning)
-            model = _peft_lora(model, lora, "SEQ_CLS" if kind == "scalar" else "CAUSAL_LM")
+            model = apply_lora(model, lora, "SEQ_CLS" if kind == "scalar" else "CAUSAL_LM")
     return model
 
 

@@ -15,7 +15,6 @@ the step the uninterrupted run would have taken.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import random
@@ -335,13 +334,12 @@ def run_iterations(*, setup: RLSetup, train: Any, iterations: int, iteration: Ca
 def save_final(roles: Any, out: Path) -> Path:
     """``final/``: the policy as a plain HF folder (LoRA: merged, the adapter in ``final/adapter``),
     the value function in ``final/value`` (when there is one). Written atomically."""
+    from rlhfkit.models.lora import write_merged
     from rlhfkit.train.checkpoint import atomic_save_folder, save_hf_folder
 
     def write(folder: Path) -> None:
         if roles.lora:
-            merged = copy.deepcopy(roles.policy).merge_and_unload()
-            save_hf_folder(merged, roles.tokenizer, folder)
-            roles.policy.save_pretrained(folder / "adapter")
+            write_merged(roles.policy, roles.tokenizer, folder)
         else:
             save_hf_folder(roles.policy, roles.tokenizer, folder)
         if roles.value is not None or roles.value_head is not None:

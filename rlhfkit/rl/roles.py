@@ -39,15 +39,6 @@ def _zero_head(hidden: int):
     return head
 
 
-def _peft_lora(model: Any, lora: Any, task_type: str) -> Any:
-    from peft import LoraConfig as PeftLora
-    from peft import get_peft_model
-
-    cfg = PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                   target_modules=list(lora.target_modules), task_type=task_type)
-    return get_peft_model(model, cfg)
-
-
 def _freeze(model: Any) -> Any:
     model.eval()
     for p in model.parameters():
@@ -79,7 +70,9 @@ class Roles:
         if self.reference is not None:
             yield self.reference
         elif self.lora:
-            with self.policy.disable_adapter():
+            from rlhfkit.models.lora import adapter_disabled
+
+            with adapter_disabled(self.policy):
                 yield self.policy
         else:
             raise RuntimeError("this run loaded no reference model (KL coefficient 0)")
@@ -144,6 +137,7 @@ def build_roles(*, model: str, reference: str, reward: Any, value_mode: str, lor
     (none for GRPO/RLOO). ``reward`` is the loaded RewardSource (its model seeds the value model).
     ``need_reference=False`` (no KL term at all) skips loading a separate reference copy."""
     from rlhfkit.models.loading import load_causal_lm
+    from rlhfkit.models.lora import apply_lora
 
     policy, tokenizer = load_causal_lm(model, dtype=dtype, device=device)
     ref_model = None
@@ -153,7 +147,7 @@ def build_roles(*, model: str, reference: str, reward: Any, value_mode: str, lor
 
             raise ConfigError(f"reference: with lora.enabled the reference is the base model '{model}' "
                              f"with the adapter off; got a different reference '{reference}'")
-        policy = _peft_lora(policy, lora, "CAUSAL_LM")
+        policy = apply_lora(policy, lora, "CAUSAL_LM")
     elif need_reference:
         ref_model, _ = load_causal_lm(reference or model, dtype=dtype, device=device)
         _freeze(ref_model)
@@ -172,7 +166,7 @@ def build_roles(*, model: str, reference: str, reward: Any, value_mode: str, lor
         value.config.pad_token_id = tokenizer.pad_token_id
         value.to(device)
         if lora.enabled:
-            value = _peft_lora(value, lora, "SEQ_CLS")
+            value = apply_lora(value, lora, "SEQ_CLS")
         roles.value = value
     return roles
 

@@ -140,7 +140,7 @@ def start_lm_stage(cfg: Any, load_data: Any, what: str) -> tuple:
 
         raise no_usable("data.train", cfg.data.train, what)
     if cfg.lora.enabled:
-        from rlhfkit.stages.sft import apply_lora
+        from rlhfkit.models.lora import apply_lora
 
         model = apply_lora(model, cfg.lora)
     return out, device, model, tokenizer, train, dev, dev_records

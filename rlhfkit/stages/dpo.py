@@ -25,7 +25,6 @@ Recipe: setup -> data -> reference pass -> train -> dev evaluation -> report.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import time
@@ -337,17 +336,14 @@ def pair_logps(model: Any, batch: dict, device: str = "cpu"):
     return sums[0::2], sums[1::2]
 
 
-def adapter_disabled(model: Any):
-    """Context in which a peft model computes with its base weights only (the reference)."""
-    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-
-
 def reference_logps(model: Any, pairs: list[EncodedPair], pad_id: int, batch_size: int,
                     device: str = "cpu", desc: str = "reference", progress: bool = False) -> Any:
     """Reference log-probs ``[n, 2]`` (chosen, rejected sums) of every pair, in data order.
 
     Runs without gradients and, for a LoRA model, with the adapter off (the base is the reference)."""
     import torch
+
+    from rlhfkit.models.lora import adapter_disabled
 
     out = torch.zeros((len(pairs), 2), dtype=torch.float32)
     if not pairs:
@@ -557,7 +553,8 @@ def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id
 
 def run(cfg: DPOConfig) -> DPOResult:
     from rlhfkit.monitor.metrics import MetricLogger
-    from rlhfkit.stages.sft import sample, save_merged
+    from rlhfkit.models.lora import save_merged
+    from rlhfkit.stages.sft import sample
     from rlhfkit.train.checkpoint import load_weights_into, save_hf_folder
     from rlhfkit.train.loop import EvalSpec, total_steps, train_loop
     from rlhfkit.train.report import describe_batches

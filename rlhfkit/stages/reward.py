@@ -268,15 +268,6 @@ def set_training_dropout(model: Any, p: float, start_layer: int = 0) -> None:
                 module.attention_dropout = p
 
 
-def apply_lora(model: Any, lora: LoraConfig) -> Any:
-    from peft import LoraConfig as PeftLora, get_peft_model
-
-    peft_cfg = PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=list(lora.target_modules), task_type="SEQ_CLS",
-                        modules_to_save=["score"])
-    return get_peft_model(model, peft_cfg)
-
-
 def member_start(model: str, index: int) -> str:
     """What member ``index`` starts from: member ``index`` of an ensemble folder (a warm start from
     an earlier ensemble, e.g. the previous round of ``rlhfkit rounds``); any other model as given."""
@@ -297,6 +288,7 @@ def member_start(model: str, index: int) -> str:
 def build_model(cfg: RewardConfig, device: str, seed: int, index: int = 0):
     """(model, tokenizer, number of frozen layers); member ``index`` of an ensemble ``cfg.model``
     starts from that ensemble's member ``index``."""
+    from rlhfkit.models.lora import apply_lora
     from rlhfkit.models.reward import init_reward_model
 
     model, tok = init_reward_model(member_start(cfg.model, index), dtype=cfg.dtype, device=device, seed=seed)
@@ -304,15 +296,8 @@ def build_model(cfg: RewardConfig, device: str, seed: int, index: int = 0):
     freeze_lower_layers(model, n_frozen)
     set_training_dropout(model, cfg.dropout, n_frozen)
     if cfg.lora.enabled:
-        model = apply_lora(model, cfg.lora)
+        model = apply_lora(model, cfg.lora, task_type="SEQ_CLS", modules_to_save=["score"])
     return model, tok, n_frozen
-
-
-def plain_model(model: Any, lora: bool) -> Any:
-    """The HF sequence classifier to save (LoRA merged into a copy-free base)."""
-    if lora:
-        return model.merge_and_unload()
-    return model
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,16 +436,23 @@ def train_member(cfg: RewardConfig, data: Datasets, index: int, out: Path, devic
     )
     logger.close()
     member = finish_member(s, data, result, device)
-    final_dir = member.save(result.final_dir)
+    if cfg.lora.enabled:  # final/: the merged model and its metadata; final/adapter/: the adapter
+        from rlhfkit.models.lora import save_merged
+
+        final_dir = save_merged(s.model, s.tokenizer, result.final_dir, extra=member.info.write,
+                                merged=member.model)
+    else:
+        final_dir = member.save(result.final_dir)
     return {"dir": final_dir, "steps": result.steps, "dev_before": dev_before, "dev": member.info.extra["dev"],
             "best_eval": result.best_eval, "metrics": logger.path, "member": member, "cache": s.cache}
 
 
 def finish_member(s: MemberSetup, data: Datasets, result: Any, device: str):
     """Merge LoRA, measure normalisation on the reference set and the final dev metrics."""
+    from rlhfkit.models.lora import merged_copy
     from rlhfkit.models.reward import RewardInfo, RewardModel
 
-    model = plain_model(s.model, s.cfg.lora.enabled)
+    model = merged_copy(s.model)  # the plain HF sequence classifier (LoRA merged)
     pad_id = s.tokenizer.pad_token_id
     ref_groups, ref_label = reference_groups(s.cfg, data, s.tokenizer)
     normalization, calibration = measure_normalization(model, ref_groups, ref_label, s.cfg, pad_id, device,

@@ -95,14 +95,6 @@ def require_targets(examples: list, max_length: int) -> None:
                           "examples survives truncation, so there is nothing to learn: raise max_length")
 
 
-def apply_lora(model: Any, lora: LoraConfig) -> Any:
-    from peft import LoraConfig as PeftLora, get_peft_model
-
-    peft_cfg = PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, peft_cfg)
-
-
 def sft_step(model: Any, batch: dict, device: str):
     """Loss on response tokens; the LM head runs only where a response token is predicted."""
     from rlhfkit.losses.sft import selected_token_loss
@@ -167,6 +159,7 @@ def sample(model: Any, tokenizer: Any, prompts: list, max_new_tokens: int) -> li
 
 
 def run(cfg: SFTConfig) -> SFTResult:
+    from rlhfkit.models.lora import save_merged
     from rlhfkit.monitor.metrics import MetricLogger
     from rlhfkit.train.checkpoint import load_weights_into, save_hf_folder
     from rlhfkit.train.loop import EvalSpec, total_steps, train_loop
@@ -202,31 +195,12 @@ def run(cfg: SFTConfig) -> SFTResult:
     logger.close()
     final_dir = result.final_dir
     if cfg.lora.enabled:
-        final_dir = save_merged(model, tokenizer, result.final_dir)
+        final_dir = save_merged(model, tokenizer, result.final_dir)  # final/ merged, final/adapter/
     after = sample(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
     dev_after = result.eval_history[-1]["loss"] if result.eval_history else None
     return SFTResult(model_dir=final_dir, steps=result.steps, dev_loss_before=dev_before,
                      dev_loss_after=dev_after, samples=list(zip(sample_prompts, before, after)),
                      metrics_file=logger.path)
-
-
-def save_merged(model: Any, tokenizer: Any, final_dir: Path) -> Path:
-    """LoRA: final/ gets the merged full model (loads like any HF model); the adapter goes to
-    final/adapter/."""
-    import shutil
-
-    from rlhfkit.train.checkpoint import atomic_save_folder, save_hf_folder
-
-    adapter_tmp = final_dir.parent / ".adapter"
-    shutil.rmtree(adapter_tmp, ignore_errors=True)
-    shutil.copytree(final_dir, adapter_tmp)
-    merged = model.merge_and_unload()
-
-    def write(folder: Path) -> None:
-        save_hf_folder(merged, tokenizer, folder)
-        shutil.move(str(adapter_tmp), str(folder / "adapter"))
-
-    return atomic_save_folder(final_dir, write)
 
 
 def report(result: SFTResult) -> None:

@@ -109,6 +109,8 @@ def test_lora_and_frozen_layers_save_plain_hf_models(tmp_path):
                    "lora.r=4", "optim.lr=1e-2") == 0
     merged = load_file(str(lora / "final" / "model.safetensors"))
     assert not any("lora" in k for k in merged) and "score.weight" in merged
+    assert (lora / "final" / "adapter" / "adapter_model.safetensors").exists()
+    assert (lora / "final" / "rlhfkit_reward.json").exists()
     frozen = tmp_path / "frozen"
     assert run_cli("rm", "train", *BASE, f"train.output_dir={frozen}", "train.max_steps=2", "freeze_layers=1",
                    "optim.lr=1e-2") == 0

@@ -138,7 +138,7 @@ def test_reference_cache_is_reused_for_the_same_data_and_recomputed_otherwise(tm
 
 
 def test_lora_reference_is_the_base_with_the_adapter_off(tiny, pairs):
-    from rlhfkit.stages.sft import apply_lora
+    from rlhfkit.models.lora import apply_lora
     from rlhfkit.train.config import LoraConfig
 
     model, _ = tiny
