@@ -66,7 +66,8 @@ def main() -> None:
 
     from rlhfkit.data.collate import bucketed_batches
     from rlhfkit.models.loading import load_tokenizer
-    from rlhfkit.models.reward import collate_shared_prefix, encode_group, init_reward_model, lower_hidden
+    from rlhfkit.data.collate import collate_shared_prefix
+    from rlhfkit.models.reward import encode_group, init_reward_model, lower_hidden
     from rlhfkit.stages.reward import freeze_lower_layers
 
     tok = load_tokenizer("default")

@@ -5,7 +5,7 @@ assistant turn is prefilled with ``Verdict:``, and P(first better) = softmax ove
 Both orders of a pair share everything before the first response (instruction, principles,
 few-shot examples, the conversation), so with ``share_prefix`` (the default) one row holds
 ``[prefix | order AB | order BA]`` and the prefix is computed once (the layout of
-:func:`rlhfkit.models.reward.collate_shared_prefix`: each order attends to the prefix and causally
+:func:`rlhfkit.data.collate.collate_shared_prefix`: each order attends to the prefix and causally
 to itself). ``share_prefix=False`` runs each order as its own row (the reference, and the baseline of
 benchmarks/judge_throughput.py). The LM head runs only at the two read positions.
 """
@@ -75,9 +75,9 @@ class LocalBackend:
         """Log-probabilities ``[B, 2, 2]`` (order, choice) of the choice tokens after each order."""
         import torch
 
+        from rlhfkit.data.collate import collate_plain, collate_shared_prefix
         from rlhfkit.models.forward import final_hidden_at, unwrap
-        from rlhfkit.models.reward import (backbone_of, batch_to, collate_plain, collate_shared_prefix,
-                                           pooled_hidden)
+        from rlhfkit.models.reward import backbone_of, batch_to, pooled_hidden
 
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id

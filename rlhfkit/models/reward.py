@@ -186,69 +186,6 @@ def sequence_rewards(model: Any, input_ids, attention_mask):
     return head_of(model)(pooled_hidden(model, input_ids, attention_mask)).squeeze(-1)
 
 
-def collate_shared_prefix(groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], pad_id: int,
-                          dtype=None) -> dict:
-    """Rows ``[P | R_1 | ... | R_K | pad]``, one group ``(prompt_ids, [response_ids, ...])`` per row.
-
-    Returns ``input_ids [B, L]``, ``position_ids [B, L]`` (P: 0..p-1, each R_k: p..p+|R_k|-1),
-    ``attention_mask [B, 1, L, L]`` additive float (R_k attends to P and causally to itself; padding
-    attends to itself only, keeping softmax finite), ``ends [B, K]`` (position of each response's
-    last token), ``valid [B, K]`` bool (rows with fewer than K responses) and ``tokens`` (real tokens).
-    """
-    import torch
-
-    dtype = dtype or torch.float32
-    n_rows = len(groups)
-    k_max = max(len(responses) for _, responses in groups)
-    width = max(len(p) + sum(len(r) for r in responses) for p, responses in groups)
-    input_ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((n_rows, width), dtype=torch.long)
-    allowed = torch.zeros((n_rows, 1, width, width), dtype=torch.bool)
-    ends = torch.zeros((n_rows, k_max), dtype=torch.long)
-    valid = torch.zeros((n_rows, k_max), dtype=torch.bool)
-    tokens = 0
-    for b, (prompt, responses) in enumerate(groups):
-        n_p = len(prompt)
-        if n_p:
-            input_ids[b, :n_p] = torch.tensor(list(prompt))
-            position_ids[b, :n_p] = torch.arange(n_p)
-            allowed[b, 0, :n_p, :n_p] = torch.ones(n_p, n_p, dtype=torch.bool).tril()
-        at = n_p
-        for k, response in enumerate(responses):
-            n = len(response)
-            if n == 0:
-                raise ValueError(f"group {b}: response {k} is empty (responses end with EOS)")
-            input_ids[b, at:at + n] = torch.tensor(list(response))
-            position_ids[b, at:at + n] = torch.arange(n_p, n_p + n)
-            allowed[b, 0, at:at + n, :n_p] = True
-            allowed[b, 0, at:at + n, at:at + n] = torch.ones(n, n, dtype=torch.bool).tril()
-            ends[b, k], valid[b, k] = at + n - 1, True
-            at += n
-        allowed[b, 0, at:, at:] = torch.eye(width - at, dtype=torch.bool)
-        tokens += at
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-    return {"input_ids": input_ids, "position_ids": position_ids, "attention_mask": mask,
-            "ends": ends, "valid": valid, "tokens": tokens}
-
-
-def collate_plain(groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], pad_id: int) -> dict:
-    """The reference layout: one (prompt + response) per row, right padded; ``rows [B, K]`` maps
-    each group's k-th response to its row (the same ``valid`` as :func:`collate_shared_prefix`)."""
-    import torch
-
-    from rlhfkit.data.collate import pad
-
-    k_max = max(len(responses) for _, responses in groups)
-    seqs, rows = [], torch.zeros((len(groups), k_max), dtype=torch.long)
-    valid = torch.zeros((len(groups), k_max), dtype=torch.bool)
-    for b, (prompt, responses) in enumerate(groups):
-        for k, response in enumerate(responses):
-            rows[b, k], valid[b, k] = len(seqs), True
-            seqs.append(list(prompt) + list(response))
-    return {"input_ids": pad(seqs, pad_id), "attention_mask": pad([[1] * len(s) for s in seqs], 0),
-            "rows": rows, "valid": valid, "tokens": sum(len(s) for s in seqs)}
-
-
 def supports_layer_split(model: Any) -> bool:
     backbone = backbone_of(model)
     return hasattr(backbone, "layers") and hasattr(backbone, "norm")
@@ -474,6 +411,8 @@ class RewardModel:
         """Best-of-N scoring: for each prompt, the rewards ``[K]`` of its K candidate responses. Each
         prompt is computed once for all of its candidates (one shared-prefix row per prompt)."""
         import torch
+
+        from rlhfkit.data.collate import collate_shared_prefix
 
         groups = [encode_group(self.tokenizer, p, list(c), self.max_length)[:2] for p, c in zip(prompts, candidates)]
         out: list = [None] * len(groups)

@@ -241,34 +241,24 @@ def collate_pairs(pairs: Sequence[EncodedPair], pad_id: int, index: Sequence[int
     """
     import torch
 
-    width = max(len(p) for p in pairs)
-    b = len(pairs)
-    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((b, width), dtype=torch.long)
-    allowed = torch.zeros((b, 1, width, width), dtype=torch.bool)
+    from rlhfkit.data.collate import shared_prefix_rows
+
+    rows = shared_prefix_rows([(p.prompt_ids, [p.chosen_ids, p.rejected_ids]) for p in pairs], pad_id)
+    b, width = rows.input_ids.shape  # [B, W]
     hidden_index, targets, segment = [], [], []
     for row, pair in enumerate(pairs):
         n_p, n_c, n_r = len(pair.prompt_ids), len(pair.chosen_ids), len(pair.rejected_ids)
-        n = n_p + n_c + n_r
-        input_ids[row, :n] = torch.tensor(pair.prompt_ids + pair.chosen_ids + pair.rejected_ids)
-        position_ids[row, :n_p + n_c] = torch.arange(n_p + n_c)
-        position_ids[row, n_p + n_c:n] = torch.arange(n_p, n_p + n_r)
-        head = n_p + n_c  # prompt + chosen: an ordinary causal block
-        allowed[row, 0, :head, :head] = torch.tril(torch.ones(head, head, dtype=torch.bool))
-        allowed[row, 0, n_p + n_c:n, :n_p] = True
-        allowed[row, 0, n_p + n_c:n, n_p + n_c:n] = torch.tril(torch.ones(n_r, n_r, dtype=torch.bool))
-        allowed[row, 0, n:, n:] = torch.eye(width - n, dtype=torch.bool)
-        base = row * width
+        base, rejected_at = row * width, rows.starts[row][1]
         # chosen token k (at column n_p + k) is predicted by column n_p + k - 1
         hidden_index += [base + n_p - 1 + k for k in range(n_c)]
-        # rejected token 0 is predicted by the last prompt column, token k > 0 by column n_p+n_c+k-1
-        hidden_index += [base + n_p - 1] + [base + n_p + n_c + k - 1 for k in range(1, n_r)]
+        # rejected token 0 is predicted by the last prompt column, token k > 0 by the column before it
+        hidden_index += [base + n_p - 1] + [base + rejected_at + k - 1 for k in range(1, n_r)]
         targets += pair.chosen_ids + pair.rejected_ids
         segment += [2 * row] * n_c + [2 * row + 1] * n_r
     return {
-        "input_ids": input_ids,
-        "position_ids": position_ids,
-        "allowed": allowed,
+        "input_ids": rows.input_ids,
+        "position_ids": rows.position_ids,
+        "allowed": rows.allowed,
         "hidden_index": torch.tensor(hidden_index, dtype=torch.long),
         "targets": torch.tensor(targets, dtype=torch.long),
         "segment": torch.tensor(segment, dtype=torch.long),
@@ -305,14 +295,6 @@ class PairBatches(Sequence):
 # Forward: per-sequence log-probs of chosen and rejected in one pass
 
 
-def additive_mask(allowed, dtype):
-    """bool ``[B, 1, W, W]`` -> additive float mask (0 where allowed, dtype-min elsewhere)."""
-    import torch
-
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-        ~allowed, torch.finfo(dtype).min)
-
-
 def pair_logps(model: Any, batch: dict, device: str = "cpu"):
     """Summed response log-probs ``(chosen [B], rejected [B])`` from one packed forward pass.
 
@@ -320,6 +302,7 @@ def pair_logps(model: Any, batch: dict, device: str = "cpu"):
     ``hidden_index`` positions ([N, H] -> [N, V]); token log-probs are summed per response."""
     import torch
 
+    from rlhfkit.data.collate import additive_mask
     from rlhfkit.losses.utils import logprobs_from_logits
     from rlhfkit.models.forward import decoder_hidden, unwrap
 

@@ -7,7 +7,7 @@ score regression, or a weighted mix), early stopping on dev accuracy -> measure 
 on a reference set and store it with the model -> (ensembles: repeat with other seeds) -> report.
 
 Speed: a group is one row ``[prompt | response_1 | ... | response_K]`` with a tree attention mask
-(rlhfkit.models.reward.collate_shared_prefix), so the prompt is computed once for all of its
+(rlhfkit.data.collate.collate_shared_prefix), so the prompt is computed once for all of its
 responses, forward and backward; rows are bucketed by length so there is little padding; no LM head
 runs. Losses come from rlhfkit.losses.reward.
 """
@@ -158,7 +158,8 @@ class FrozenCache:
         return self
 
     def fill(self, groups: Sequence[Group]) -> None:
-        from rlhfkit.models.reward import batch_to, collate_shared_prefix, lower_hidden
+        from rlhfkit.data.collate import collate_shared_prefix
+        from rlhfkit.models.reward import batch_to, lower_hidden
 
         missing = [g for g in groups if id(g) not in self.store]
         if not missing:

@@ -93,7 +93,8 @@ def compute_group_rewards(model: Any, groups: Sequence[Group], cfg_like: Any, pa
     import torch
 
     from rlhfkit.data.collate import bucketed_batches
-    from rlhfkit.models.reward import batch_to, collate_plain, collate_shared_prefix, group_rewards
+    from rlhfkit.data.collate import collate_plain, collate_shared_prefix
+    from rlhfkit.models.reward import batch_to, group_rewards
 
     collate = collate_shared_prefix if getattr(cfg_like, "prefix_sharing", True) else collate_plain
     size = getattr(cfg_like, "eval_batch_size", 16)

@@ -249,8 +249,7 @@ def judge_language_feedback(records: Sequence, judge: str, device: str = "cpu",
 def make_batches(groups: Sequence[Group], cfg: RewardConfig, pad_id: int, epoch: int,
                  shuffle: bool = True, size: int | None = None, cache: "FrozenCache | None" = None) -> list:
     """Length-bucketed micro-batches of groups, collated when used."""
-    from rlhfkit.data.collate import bucketed_batches
-    from rlhfkit.models.reward import collate_plain, collate_shared_prefix
+    from rlhfkit.data.collate import bucketed_batches, collate_plain, collate_shared_prefix
 
     size = size or cfg.train.micro_batch_size
     order = bucketed_batches([len(g) for g in groups], size, cfg.train.seed, epoch, shuffle)

@@ -7,8 +7,8 @@ import torch
 from rlhfkit.data.collate import pad
 from rlhfkit.models import forward
 from rlhfkit.models.forward import final_hidden_at, layer_range, supports_partial_last_layer
-from rlhfkit.models.reward import (backbone_of, collate_shared_prefix, position_ids_from_mask,
-                                   reward_model_from_causal_lm)
+from rlhfkit.data.collate import collate_shared_prefix
+from rlhfkit.models.reward import backbone_of, position_ids_from_mask, reward_model_from_causal_lm
 
 GROUPS = [
     ([5, 6, 7, 8], [[10, 11, 2], [12, 2]]),

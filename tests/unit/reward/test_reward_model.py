@@ -6,12 +6,11 @@ import math
 import pytest
 import torch
 
+from rlhfkit.data.collate import collate_plain, collate_shared_prefix
 from rlhfkit.models.reward import (
     RewardEnsemble,
     RewardInfo,
     RewardModel,
-    collate_plain,
-    collate_shared_prefix,
     head_init_std,
     last_token_index,
     load_reward_model,
