@@ -25,7 +25,6 @@ Recipe: setup -> data -> reference pass -> train -> dev evaluation -> report.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ from rlhfkit.stages.common import say, say_trainable, start_lm_stage, truncation
 from rlhfkit.stages.sft import SampleConfig
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
-REFERENCE_FILE = "reference_logps.pt"
 LossName = Literal["sigmoid", "dpo", "cdpo", "ipo", "simpo", "orpo"]
 
 
@@ -324,77 +322,11 @@ def reference_logps(model: Any, pairs: list[EncodedPair], pad_id: int, batch_siz
     """Reference log-probs ``[n, 2]`` (chosen, rejected sums) of every pair, in data order.
 
     Runs without gradients and, for a LoRA model, with the adapter off (the base is the reference)."""
-    import torch
+    from rlhfkit.train.ref_cache import compute_reference_logps
 
-    from rlhfkit.models.lora import adapter_disabled
-
-    out = torch.zeros((len(pairs), 2), dtype=torch.float32)
-    if not pairs:
-        return out
-    batches = PairBatches(pairs, batch_size, pad_id, seed=0, epoch=0, shuffle=False)
-    was_training = model.training
-    model.eval()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(pairs), desc=desc, unit="pair", dynamic_ncols=True)
-    with torch.no_grad(), adapter_disabled(model):
-        for i in range(len(batches)):
-            batch = batches[i]
-            chosen, rejected = pair_logps(model, batch, device)
-            out[batch["index"], 0] = chosen.float().cpu()
-            out[batch["index"], 1] = rejected.float().cpu()
-            if bar is not None:
-                bar.update(len(batch["index"]))
-    if bar is not None:
-        bar.close()
-    model.train(was_training)
-    return out
-
-
-def model_identity(name: str) -> str:
-    """The model name plus, for a local folder, its weight files' names, sizes and times (so a
-    retrained SFT model in the same folder invalidates cached reference log-probs)."""
-    from rlhfkit.models.loading import resolve_model_path
-
-    folder = Path(resolve_model_path(name))  # a hub name is no folder: then the name alone
-    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
-    return name + "".join(f"|{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-
-
-def fingerprint(cfg: DPOConfig, train: list[EncodedPair], dev: list[EncodedPair]) -> str:
-    """Identifies what the reference log-probs depend on: the reference model and every token id."""
-    digest = hashlib.sha256(f"{model_identity(cfg.reference or cfg.model)}|{cfg.dtype}".encode())
-    for part in (train, dev):
-        digest.update(b"|part")
-        for p in part:
-            digest.update(repr((p.prompt_ids, p.chosen_ids, p.rejected_ids)).encode())
-    return digest.hexdigest()
-
-
-def save_tensors_atomic(path: Path, payload: dict) -> None:
-    import torch
-
-    from rlhfkit.utils.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def cached_reference(path: Path, key: str, compute: Any) -> tuple[dict, bool]:
-    """``{"train": [n, 2], "dev": [m, 2]}`` from ``path`` when its fingerprint is ``key``, else from
-    ``compute()`` (then saved there). Returns (tensors, reused)."""
-    import torch
-
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        if saved.get("fingerprint") == key:
-            return {"train": saved["train"], "dev": saved["dev"]}, True
-        warn(f"{path}: reference log-probs belong to other data or another model; recomputing")
-    tensors = compute()
-    save_tensors_atomic(path, {"fingerprint": key, **tensors})
-    return tensors, False
+    batches = PairBatches(pairs, batch_size, pad_id, seed=0, epoch=0, shuffle=False) if pairs else []
+    return compute_reference_logps(model, batches, lambda m, batch: pair_logps(m, batch, device),
+                                   len(pairs), columns=2, desc=desc if progress else None, unit="pair")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -510,6 +442,15 @@ def memory_report(model: Any, pairs: list[EncodedPair], micro_batch_size: int, d
         say(text)
 
 
+def fingerprint(cfg: DPOConfig, train: list[EncodedPair], dev: list[EncodedPair]) -> str:
+    """The cache key of DPO's reference log-probs: the reference model, its dtype and every token id
+    of the train and dev pairs (:func:`rlhfkit.train.ref_cache.fingerprint`)."""
+    from rlhfkit.train.ref_cache import fingerprint as cache_key
+
+    return cache_key(cfg.reference or cfg.model, cfg.dtype,
+                     [[(p.prompt_ids, p.chosen_ids, p.rejected_ids) for p in part] for part in (train, dev)])
+
+
 def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id: int, out: Path,
                       device: str) -> tuple[dict, bool, float]:
     """Reference log-probs for train and dev: (tensors, reused from the cache, seconds spent)."""
@@ -526,6 +467,8 @@ def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id
             ref, _ = load_causal_lm(cfg.reference, dtype=cfg.dtype, device=device)
         return {"train": reference_logps(ref, train, pad_id, size, device, "reference (train)", bar),
                 "dev": reference_logps(ref, dev, pad_id, size, device, "reference (dev)", bar)}
+
+    from rlhfkit.train.ref_cache import REFERENCE_FILE, cached_reference
 
     tensors, reused = cached_reference(out / REFERENCE_FILE, fingerprint(cfg, train, dev), compute)
     seconds = 0.0 if reused else time.time() - start

@@ -13,7 +13,6 @@ from rlhfkit.stages.dpo import (
     DPOConfig,
     EncodedPair,
     PairBatches,
-    cached_reference,
     collate_pairs,
     encode_pair,
     orient,
@@ -119,22 +118,6 @@ def test_batches_are_deterministic_and_cover_every_pair(pairs):
     assert sorted(i for batch in a.order for i in batch) == list(range(len(many)))
     assert PairBatches(many, 3, 0, seed=1, epoch=3).order != a.order
     assert a[0]["index"].tolist() == a.order[0]
-
-
-def test_reference_cache_is_reused_for_the_same_data_and_recomputed_otherwise(tmp_path):
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return {"train": torch.tensor([[-1.0, -2.0]]), "dev": torch.zeros((0, 2))}
-
-    path = tmp_path / "reference_logps.pt"
-    first, reused = cached_reference(path, "key-a", compute)
-    assert not reused and len(calls) == 1 and path.exists()
-    again, reused = cached_reference(path, "key-a", compute)
-    assert reused and len(calls) == 1 and torch.equal(again["train"], first["train"])
-    _, reused = cached_reference(path, "key-b", compute)
-    assert not reused and len(calls) == 2
 
 
 def test_lora_reference_is_the_base_with_the_adapter_off(tiny, pairs):
