@@ -155,7 +155,7 @@ def sample_with_kl(model: Any, reference: Any, tokenizer: Any, prompts: list, s:
 def measure(points: list[Point], run_cfg: dict, prompts: list, cfg: FrontierConfig, device: str) -> list[dict]:
     """Samples and KL of every point (the reference stays loaded; one policy at a time)."""
     from rlhfkit.models.loading import load_causal_lm
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
 
     reference, _ = load_causal_lm(run_cfg["reference"], dtype=cfg.dtype, device=device)
     reference.eval()
@@ -178,7 +178,7 @@ def run(cfg: FrontierConfig) -> FrontierResult:
     from rlhfkit.eval.plots import plot_overopt
     from rlhfkit.eval.policies import load_named_reward
     from rlhfkit.stages.best_of_n import load_prompts
-    from rlhfkit.stages.common import prepare_output, resolve_device, seed_everything
+    from rlhfkit.run import prepare_output, resolve_device, seed_everything
     from rlhfkit.utils.io import write_json
 
     run_dir = Path(cfg.run).expanduser()

@@ -54,7 +54,7 @@ def build_judge(cfg: JudgeConfig, output_dir: str | Path | None = None):
                               cache_dir=None if cache in ("", "none") else cache)
     else:
         from rlhfkit.judge.local import LocalBackend
-        from rlhfkit.stages.common import resolve_device
+        from rlhfkit.run import resolve_device
 
         backend = LocalBackend.load(cfg.model, dtype=cfg.dtype, device=resolve_device(cfg.device),
                                     batch_size=cfg.batch_size, share_prefix=cfg.share_prefix)
@@ -62,7 +62,7 @@ def build_judge(cfg: JudgeConfig, output_dir: str | Path | None = None):
 
 
 def run(cfg: JudgeConfig) -> JudgeRunResult:
-    from rlhfkit.stages.common import prepare_output, say, warn
+    from rlhfkit.run import prepare_output, say, warn
 
     out = prepare_output(cfg, cfg.output_dir)
     pairs = None if cfg.studio_project else _read_pairs(cfg)  # data errors before the model loads
@@ -92,7 +92,7 @@ def _read_pairs(cfg: JudgeConfig) -> list:
     from rlhfkit.config import ConfigError
     from rlhfkit.data.sources import load
     from rlhfkit.judge.judge import as_judge_pair
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
 
     result = load(cfg.pairs, "pairs", limit=cfg.max_pairs or None)
     say(result.report())
@@ -109,7 +109,7 @@ def _judge_studio(cfg: JudgeConfig, judge) -> tuple:
     from rlhfkit.feedback.service import StudioError
     from rlhfkit.judge.judge import JudgePair
     from rlhfkit.judge.studio import judge_project
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
 
     db = open_database(cfg.studio_db or os.environ.get("RLHFKIT_STUDIO_DB", "studio.sqlite3"))
     try:

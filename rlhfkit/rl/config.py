@@ -17,7 +17,7 @@ from typing import Literal
 
 from rlhfkit.config import opt
 from rlhfkit.monitor.hacking import HackingConfig
-from rlhfkit.train.config import LoraConfig, TrainConfig
+from rlhfkit.train.config import LoraConfig, SampleConfig, TrainConfig
 
 
 @dataclass
@@ -70,12 +70,6 @@ class ScoreConfig:
     def validate(self) -> None:
         if self.clip < 0:
             raise ValueError("clip must be >= 0")
-
-
-@dataclass
-class SampleConfig:
-    prompts: int = opt(3, "held-out prompts whose responses are shown before and after training (0 = off)")
-    max_new_tokens: int = opt(48, "length limit of those responses (greedy decoding)")
 
 
 @dataclass

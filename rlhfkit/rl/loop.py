@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rlhfkit.stages.common import say, warn
+from rlhfkit.run import say, warn
 
 GiB = 1024 ** 3
 
@@ -99,7 +99,7 @@ def setup(cfg: Any, *, value_mode: str, stage: str, need_reference: bool = True,
     from rlhfkit.rl.experience import ScoreShaper
     from rlhfkit.rl.roles import build_roles
     from rlhfkit.rollout import make_engine
-    from rlhfkit.stages.common import prepare_output, resolve_device, seed_everything
+    from rlhfkit.run import prepare_output, resolve_device, seed_everything
 
     device = resolve_device(cfg.device)
     reward = load_reward_source(reward_fn or cfg.reward, device, cfg.score.ensemble_reduce)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rlhfkit.stages.common import say
+from rlhfkit.run import say
 
 ValueMode = Literal["reward", "policy", "head"]
 VALUE_HEAD_FILE = "value_head.safetensors"

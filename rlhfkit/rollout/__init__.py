@@ -6,6 +6,7 @@ from rlhfkit.rollout.base import (  # noqa: F401
     RolloutEngine,
     encode_prompts,
     generate_texts,
+    greedy_texts,
     make_engine,
     resolve_eos_ids,
 )

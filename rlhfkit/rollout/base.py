@@ -188,3 +188,16 @@ def generate_texts(
     ids = encode_prompts(tokenizer, prompts, chat_template=chat_template)
     batch = engine.generate(ids, params)
     return batch.decode(tokenizer), batch
+
+
+def greedy_texts(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int) -> list[str]:
+    """Greedy responses of ``model`` to a few prompts with the plain HF engine: the before/after
+    samples a training stage shows."""
+    from rlhfkit.rollout.types import SamplingParams
+
+    if not prompts:
+        return []
+    engine = make_engine("hf", model, tokenizer)
+    texts, _ = generate_texts(engine, tokenizer, prompts,
+                              SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
+    return texts

@@ -115,7 +115,7 @@ def judge_verdict(p_policy: float, tie_eps: float = 0.0) -> float:
 
 def evaluate_round(run: Any, r: int) -> dict:
     from rlhfkit.rounds.stage import EVAL_SAMPLES_FILE, reference_of
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
     from rlhfkit.utils.io import write_json
 
     cfg, prompts = run.cfg, run.eval_prompts

@@ -84,9 +84,9 @@ def open_run(cfg: RoundsConfig) -> Run:
     import random
 
     from rlhfkit.stages.best_of_n import load_prompts
-    from rlhfkit.stages.common import resolve_device
+    from rlhfkit.run import resolve_device
 
-    from rlhfkit.stages.common import prepare_output
+    from rlhfkit.run import prepare_output
 
     check_eval_judge(cfg)
     out = Path(cfg.output_dir)
@@ -121,7 +121,7 @@ def check_same_config(cfg: RoundsConfig, out: Path, state: RoundsState) -> None:
     import yaml
 
     from rlhfkit.config import read_yaml, to_dict
-    from rlhfkit.stages.common import config_changes
+    from rlhfkit.run import config_changes
 
     if not state.done or not (out / "config.yaml").exists():
         return
@@ -214,7 +214,7 @@ def judge_labels(run: Run, r: int, pairs: list) -> tuple[list, dict]:
     """The AI judge's soft-labelled pairs (kept verdicts only) and what to record about them."""
     from rlhfkit.judge.judge import verdict_to_pair
     from rlhfkit.judge.stage import build_judge
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
     from rlhfkit.utils.io import atomic_write_jsonl
 
     judge = build_judge(run.cfg.judge, run.round_dir(r))
@@ -339,7 +339,7 @@ def run(cfg: RoundsConfig, stop_after: tuple[int, str] | None = None) -> RoundsR
     ends the call after that step (as if the process had been stopped there)."""
     from rlhfkit.rounds.studio import WaitingForLabels
     from rlhfkit.rounds.table import round_table, write_table
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
 
     rn = open_run(cfg)
     ran, waiting = [], ""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlhfkit.config import opt
-from rlhfkit.stages.common import prepare_output, say, seed_everything, warn
+from rlhfkit.run import prepare_output, say, seed_everything, warn
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
 BEST_FILE = "best_of_n.jsonl"
@@ -227,7 +227,8 @@ def sft_config(cfg: BoNConfig, data: Path, out: Path):
     """The SFT stage's config for rejection-sampling fine-tuning on ``data``."""
     from dataclasses import replace
 
-    from rlhfkit.stages.sft import SampleConfig, SFTConfig, SFTData
+    from rlhfkit.stages.sft import SFTConfig, SFTData
+    from rlhfkit.train.config import SampleConfig
 
     train = replace(cfg.sft.train, output_dir=cfg.sft.train.output_dir or str(out / "sft"))
     return SFTConfig(model=cfg.model, dtype=cfg.dtype, device=cfg.device, max_length=cfg.sft.max_length,
@@ -240,7 +241,7 @@ def run(cfg: BoNConfig) -> BoNResult:
     from rlhfkit.models.loading import load_causal_lm
     from rlhfkit.rewards import RewardError, load_reward
     from rlhfkit.rollout import make_engine
-    from rlhfkit.stages.common import resolve_device
+    from rlhfkit.run import resolve_device
     from rlhfkit.utils.io import write_json
 
     device = resolve_device(cfg.device)

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from rlhfkit.config import opt
-from rlhfkit.stages.common import say, say_trainable, start_lm_stage, truncation_report, warn
-from rlhfkit.stages.sft import SampleConfig
-from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
+from rlhfkit.run import say, say_trainable, truncation_report, warn
+from rlhfkit.stages.common import start_lm_stage
+from rlhfkit.train.config import LoraConfig, OptimConfig, SampleConfig, TrainConfig
 
 LossName = Literal["sigmoid", "dpo", "cdpo", "ipo", "simpo", "orpo"]
 
@@ -480,7 +480,7 @@ def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id
 def run(cfg: DPOConfig) -> DPOResult:
     from rlhfkit.monitor.metrics import MetricLogger
     from rlhfkit.models.lora import save_merged
-    from rlhfkit.stages.sft import sample
+    from rlhfkit.rollout import greedy_texts
     from rlhfkit.train.checkpoint import load_weights_into, save_hf_folder
     from rlhfkit.train.loop import EvalSpec, total_steps, train_loop
     from rlhfkit.train.report import describe_batches
@@ -503,7 +503,7 @@ def run(cfg: DPOConfig) -> DPOResult:
         reference, reused, ref_seconds = prepare_reference(model, cfg, train, dev, pad_id, out, device)
     dev_batches = PairBatches(dev, size, pad_id, cfg.train.seed, 0, shuffle=False) if dev else None
     sample_prompts = [r.prompt for r in dev_records[:cfg.samples.prompts]]
-    before = sample(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
+    before = greedy_texts(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
     evaluate = (lambda: evaluate_pairs(model, dev_batches, reference["dev"], cfg, device)) if dev else None
     dev_before = evaluate() if evaluate else None
     if dev_before:
@@ -526,7 +526,7 @@ def run(cfg: DPOConfig) -> DPOResult:
     )
     logger.close()
     final_dir = save_merged(model, tokenizer, result.final_dir) if cfg.lora.enabled else result.final_dir
-    after = sample(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
+    after = greedy_texts(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
     return DPOResult(
         model_dir=final_dir, steps=result.steps, loss=cfg.loss, train_pairs=len(train),
         dev_before=dev_before, dev_after=result.eval_history[-1] if result.eval_history else None,
@@ -537,7 +537,7 @@ def run(cfg: DPOConfig) -> DPOResult:
 
 def report(result: DPOResult) -> None:
     """Print what a person wants to see at the end of a DPO run."""
-    from rlhfkit.stages.sft import print_sample
+    from rlhfkit.run import print_sample
 
     print(f"DPO ({result.loss}) finished: {result.steps} optimizer steps on {result.train_pairs} pairs "
           f"in {result.train_seconds:.0f}s; model saved to {result.model_dir}")

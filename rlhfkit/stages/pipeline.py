@@ -22,7 +22,8 @@ from rlhfkit.stages import dpo as dpo_stage
 from rlhfkit.stages import ppo as ppo_stage
 from rlhfkit.stages import reward as rm_stage
 from rlhfkit.stages import sft as sft_stage
-from rlhfkit.stages.common import prepare_output, say
+from rlhfkit.run import prepare_output, print_sample, say
+from rlhfkit.train.config import SampleConfig
 from rlhfkit.train.config import OptimConfig, TrainConfig
 
 
@@ -32,7 +33,7 @@ def demo_sft() -> sft_stage.SFTConfig:
         max_length=256,
         train=TrainConfig(epochs=2, micro_batch_size=8),
         optim=OptimConfig(lr=3e-5),
-        samples=sft_stage.SampleConfig(prompts=0),
+        samples=SampleConfig(prompts=0),
     )
 
 
@@ -96,7 +97,9 @@ def answers(model_name: str, prompts: list, max_new_tokens: int) -> list[str]:
     from rlhfkit.models.loading import load_causal_lm
 
     model, tok = load_causal_lm(model_name)
-    return sft_stage.sample(model, tok, prompts, max_new_tokens)
+    from rlhfkit.rollout import greedy_texts
+
+    return greedy_texts(model, tok, prompts, max_new_tokens)
 
 
 def run(cfg: PipelineConfig) -> PipelineResult:
@@ -140,4 +143,4 @@ def report(result: PipelineResult) -> None:
     print(f"\nfinal model: {result.final_model}")
     print("\nanswers of the base model (before) and the final model (after) to held-out prompts:")
     for prompt, before, after in result.samples:
-        sft_stage.print_sample(prompt, before, after)
+        print_sample(prompt, before, after)

@@ -126,7 +126,7 @@ def demo_config(model: str, reward: str, output_dir: str, prompts: str = "demo:p
     lr 5e-4 with 4 epochs moves it (approx_kl 0.02-0.2). Held-out RM score (6 prompts x 4 samples,
     mean over 5 sampling seeds): 0.31 +- 0.18 before, 0.53 +- 0.09 after 16 iterations, higher at
     every seed (paired gain +0.23 +- 0.06), KL 2.0 nats per response, EOS share 0.79 -> 0.96."""
-    from rlhfkit.rl.config import SampleConfig as Samples
+    from rlhfkit.train.config import SampleConfig as Samples
 
     return PPOConfig(
         model=model, reward=reward, value_model="head",

@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 
 from rlhfkit.config import ConfigError, opt
 from rlhfkit.models.reward import encode_group
-from rlhfkit.stages.common import prepare_output, resolve_device, say, say_trainable, seed_everything, warn
+from rlhfkit.run import prepare_output, resolve_device, say, say_trainable, seed_everything, warn
 from rlhfkit.stages.reward_eval import (compute_group_rewards, evaluate, group_metrics, member_rewards,
                                         ordered_pairs, regroup)
 from rlhfkit.stages.reward_groups import (COMPARE_KINDS, Datasets, Group, LazyBatch, group_losses,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from rlhfkit.config import ConfigError
 from rlhfkit.models.reward import encode_group
-from rlhfkit.stages.common import resolve_device, truncation_report
+from rlhfkit.run import resolve_device, truncation_report
 
 from rlhfkit.stages.reward_groups import Group, LazyBatch, group_losses, weights_of
 

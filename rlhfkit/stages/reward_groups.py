@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from rlhfkit.config import ConfigError
 from rlhfkit.models.reward import encode_group
-from rlhfkit.stages.common import say, truncation_report
+from rlhfkit.run import say, truncation_report
 
 if TYPE_CHECKING:
     from rlhfkit.stages.reward import FrozenCache, Objective, RewardConfig

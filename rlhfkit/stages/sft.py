@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from rlhfkit.config import opt
-from rlhfkit.stages.common import (memory_check, say, say_trainable,
-                                   start_lm_stage, truncation_report, warn)
-from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
+from rlhfkit.run import memory_check, print_sample, say, say_trainable, truncation_report, warn
+from rlhfkit.stages.common import start_lm_stage
+from rlhfkit.train.config import LoraConfig, OptimConfig, SampleConfig, TrainConfig
 
 
 @dataclass
@@ -25,12 +25,6 @@ class SFTData:
     dev: str = opt("", "dev file; empty = hold out dev_fraction of the training records")
     dev_fraction: float = opt(0.1, "share of train held out for dev loss/perplexity when dev is empty")
     max_examples: int = opt(0, "use at most this many training records (0 = all)")
-
-
-@dataclass
-class SampleConfig:
-    prompts: int = opt(3, "dev prompts whose responses are shown before and after training (0 = off)")
-    max_new_tokens: int = opt(48, "length limit of those responses (greedy decoding)")
 
 
 @dataclass
@@ -146,21 +140,10 @@ def evaluate_loss(model: Any, batches: list, device: str) -> dict:
     return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
 
 
-def sample(model: Any, tokenizer: Any, prompts: list, max_new_tokens: int) -> list[str]:
-    from rlhfkit.rollout.base import generate_texts, make_engine
-    from rlhfkit.rollout.types import SamplingParams
-
-    if not prompts:
-        return []
-    engine = make_engine("hf", model, tokenizer)
-    texts, _ = generate_texts(engine, tokenizer, prompts,
-                              SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
-    return texts
-
-
 def run(cfg: SFTConfig) -> SFTResult:
     from rlhfkit.models.lora import save_merged
     from rlhfkit.monitor.metrics import MetricLogger
+    from rlhfkit.rollout import greedy_texts
     from rlhfkit.train.checkpoint import load_weights_into, save_hf_folder
     from rlhfkit.train.loop import EvalSpec, total_steps, train_loop
     from rlhfkit.train.report import describe_batches
@@ -176,7 +159,7 @@ def run(cfg: SFTConfig) -> SFTResult:
 
     dev_batches = make_batches(dev, cfg, pad_id, 0, shuffle=False) if dev else []
     sample_prompts = [r.prompt for r in dev_records[:cfg.samples.prompts]]
-    before = sample(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
+    before = greedy_texts(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
     dev_before = evaluate_loss(model, dev_batches, device)["loss"] if dev_batches else None
     logger = MetricLogger.for_run(out, cfg.train, cfg)
 
@@ -196,7 +179,7 @@ def run(cfg: SFTConfig) -> SFTResult:
     final_dir = result.final_dir
     if cfg.lora.enabled:
         final_dir = save_merged(model, tokenizer, result.final_dir)  # final/ merged, final/adapter/
-    after = sample(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
+    after = greedy_texts(model, tokenizer, sample_prompts, cfg.samples.max_new_tokens)
     dev_after = result.eval_history[-1]["loss"] if result.eval_history else None
     return SFTResult(model_dir=final_dir, steps=result.steps, dev_loss_before=dev_before,
                      dev_loss_after=dev_after, samples=list(zip(sample_prompts, before, after)),
@@ -213,8 +196,3 @@ def report(result: SFTResult) -> None:
     for prompt, before, after in result.samples:
         print_sample(prompt, before, after)
     print(f"metrics: {result.metrics_file}")
-
-
-def print_sample(prompt: Any, before: str, after: str) -> None:
-    question = prompt[-1].content if isinstance(prompt, tuple) else str(prompt)
-    print(f"\n  prompt: {question}\n  before: {before.strip()}\n  after:  {after.strip()}")

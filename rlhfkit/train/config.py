@@ -74,3 +74,9 @@ class LoraConfig:
     target_modules: list[str] = opt(
         help="module names to adapt",
         factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
+class SampleConfig:
+    prompts: int = opt(3, "held-out prompts whose responses are shown before and after training (0 = off)")
+    max_new_tokens: int = opt(48, "length limit of those responses (greedy decoding)")

@@ -84,7 +84,7 @@ def cached_reference(path: Path, key: str, compute: Callable[[], dict]) -> tuple
     ``key``, else from ``compute()`` (then saved there atomically). Returns (tensors, reused)."""
     import torch
 
-    from rlhfkit.stages.common import warn  # moves below the stages with the run context
+    from rlhfkit.run import warn
     from rlhfkit.utils.io import atomic_path
 
     if path.exists():

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from rlhfkit.config import ConfigError, load_config
-from rlhfkit.stages.common import config_changes, prepare_output
+from rlhfkit.run import config_changes, prepare_output
 from rlhfkit.stages.sft import SFTConfig
 
 
