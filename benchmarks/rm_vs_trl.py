@@ -73,7 +73,8 @@ def run_ours(train_file: Path, args, out: Path, freeze_layers: int, lr: float) -
     from rlhfkit.config import load_config
     from rlhfkit.models.reward import load_reward_model
     from rlhfkit.monitor.metrics import read_metrics
-    from rlhfkit.stages.reward import RewardConfig, run
+    from rlhfkit.stages.reward import run
+    from rlhfkit.stages.reward_config import RewardConfig
 
     cfg = load_config(RewardConfig, None, [
         "model=default", f"data.train={train_file}", "data.dev_fraction=0", f"max_length={args.max_length}",

@@ -20,7 +20,7 @@ from rlhfkit.judge.config import JudgeConfig
 from rlhfkit.rounds.studio import StudioLabels
 from rlhfkit.stages.dpo import DPOConfig
 from rlhfkit.stages.ppo import PPOConfig
-from rlhfkit.stages.reward import EnsembleConfig, Objective, RewardConfig
+from rlhfkit.stages.reward_config import EnsembleConfig, Objective, RewardConfig
 from rlhfkit.train.config import TrainConfig
 
 

@@ -14,7 +14,8 @@ from rlhfkit.run import resolve_device, truncation_report
 from rlhfkit.stages.reward_groups import Group, LazyBatch, group_losses, weights_of
 
 if TYPE_CHECKING:
-    from rlhfkit.stages.reward import FrozenCache, Objective, RewardConfig
+    from rlhfkit.models.frozen_cache import FrozenCache
+    from rlhfkit.stages.reward_config import Objective, RewardConfig
 
 
 # --------------------------------------------------------------------------------------------------

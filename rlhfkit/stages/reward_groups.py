@@ -15,7 +15,8 @@ from rlhfkit.models.reward import encode_group
 from rlhfkit.run import say, truncation_report
 
 if TYPE_CHECKING:
-    from rlhfkit.stages.reward import FrozenCache, Objective, RewardConfig
+    from rlhfkit.models.frozen_cache import FrozenCache
+    from rlhfkit.stages.reward_config import Objective, RewardConfig
 
 COMPARE_KINDS = ("pair", "ranking", "listwise")
 

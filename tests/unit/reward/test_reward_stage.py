@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlhfkit.data.records import DataError, Message, PreferencePair, Ranking
-from rlhfkit.stages.reward import Objective, RewardConfig
+from rlhfkit.stages.reward_config import Objective, RewardConfig
 from rlhfkit.stages.reward_eval import expected_calibration_error, group_metrics, pair_metrics
 from rlhfkit.stages.reward_groups import (
     Group,
@@ -66,7 +66,7 @@ def test_compare_is_row_weighted_over_kinds():
 
 def test_mixed_objective_weights():
     from rlhfkit.losses.reward import mixed_reward_loss
-    from rlhfkit.stages.reward import MixWeights
+    from rlhfkit.stages.reward_config import MixWeights
     from rlhfkit.stages.reward_groups import weights_of
 
     groups = [g("pair", 2), g("score", 1, target=1.5), g("language", 1, target=-1.0)]
@@ -246,7 +246,8 @@ def test_frozen_layer_cache_gives_the_same_rewards_and_gradients(tiny):
     from rlhfkit.data.sources import load
     from rlhfkit.models import load_causal_lm
     from rlhfkit.models.reward import group_rewards, reward_model_from_causal_lm
-    from rlhfkit.stages.reward import FrozenCache, freeze_lower_layers
+    from rlhfkit.models.frozen_cache import FrozenCache
+    from rlhfkit.stages.reward import freeze_lower_layers
 
     _, tok = tiny
     cfg = RewardConfig()
