@@ -34,7 +34,7 @@ def plot_overopt(d: Sequence[float], curves: dict, fits: dict, peak_d: float | N
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from rlhfkit.monitor.plots import _atomic_write_bytes
+    from rlhfkit.utils.io import atomic_path
 
     points, fit_label, kl_label, start = FORMS[form]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -53,5 +53,6 @@ def plot_overopt(d: Sequence[float], curves: dict, fits: dict, peak_d: float | N
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     out_png = Path(out_png)
-    _atomic_write_bytes(out_png, figure_png(fig))
+    with atomic_path(out_png) as tmp:
+        tmp.write_bytes(figure_png(fig))
     return out_png

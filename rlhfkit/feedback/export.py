@@ -24,9 +24,7 @@ and the project's agreement statistics.
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from rlhfkit.errors import RlhfkitError
 from rlhfkit.feedback import quality
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.report import ItemRow, LabelRow, agreement, load_project, reliability
+from rlhfkit.utils.io import atomic_write_text
 
 METHODS = ("majority", "dawid-skene", "raw", "mean")
 
@@ -230,20 +229,6 @@ def export_records(db: Database, project_ref: Any, method: str = "majority", sof
     return out
 
 
-def write_json_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def records_to_jsonl(records: list) -> str:
     return "".join(json.dumps(record_to_json(r), ensure_ascii=False) + "\n" for r in records)
 
@@ -252,5 +237,5 @@ def export_jsonl(db: Database, project_ref: Any, path: str | Path, **options) ->
     """Write the export to ``path`` (JSONL, atomically); returns the number of records (options as
     :func:`export_records`, ``dropped`` included)."""
     records = export_records(db, project_ref, **options)
-    write_json_atomic(path, records_to_jsonl(records))
+    atomic_write_text(path, records_to_jsonl(records))
     return len(records)

@@ -64,11 +64,11 @@ from sqlalchemy import select
 from rlhfkit.data.records import DataError, as_conversation
 from rlhfkit.feedback import tasks
 from rlhfkit.feedback.db import Database
-from rlhfkit.feedback.export import write_json_atomic
 from rlhfkit.feedback.ingest import prompt_to_json
 from rlhfkit.feedback.models import Item, Label
 from rlhfkit.feedback.report import load_project
 from rlhfkit.feedback.service import find_project, get_or_create_annotator, record_label
+from rlhfkit.utils.io import atomic_write_text
 
 SKIP_STATUS = ("discarded", "draft")
 
@@ -666,9 +666,9 @@ def import_labelstudio(db: Database, project_ref: Any, path: str | Path, *, emai
 def export_labelstudio(db: Database, project_ref: Any, path: str | Path,
                        config_path: str | Path | None = None, *, emails: dict[str, str] | None = None) -> int:
     data = to_labelstudio(db, project_ref, emails)
-    write_json_atomic(path, json.dumps(data, ensure_ascii=False, indent=1))
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1))
     if config_path:
-        write_json_atomic(config_path, labelstudio_config(_task_type(db, project_ref)))
+        atomic_write_text(config_path, labelstudio_config(_task_type(db, project_ref)))
     return len(data)
 
 
@@ -832,7 +832,7 @@ def import_argilla(db: Database, project_ref: Any, path: str | Path) -> ImportCo
 
 def export_argilla(db: Database, project_ref: Any, path: str | Path) -> int:
     doc = to_argilla(db, project_ref)
-    write_json_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+    atomic_write_text(path, json.dumps(doc, ensure_ascii=False, indent=1))
     return len(doc["records"])
 
 
