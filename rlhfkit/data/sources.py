@@ -46,3 +46,17 @@ def split_dev(records: list, fraction: float, seed: int) -> tuple[list, list]:
     dev = set(order[:n_dev])
     return ([r for i, r in enumerate(records) if i not in dev],
             [r for i, r in enumerate(records) if i in dev])
+
+
+def load_prompts(spec: str, limit: int | None) -> list:
+    """The prompts of ``spec`` (any record kind; its report said), at least one, else a DataError
+    naming the key ``prompts``."""
+    from rlhfkit.run import say
+
+    result = load(spec, "prompts", limit=limit)
+    say(result.report())
+    if not result.records:
+        from rlhfkit.data.records import no_usable
+
+        raise no_usable("prompts", spec, "prompts")
+    return result.records

@@ -79,7 +79,7 @@ def run(cfg: OverOptConfig) -> OverOptResult:
     from rlhfkit.eval.overopt import analyse_curve, pooled_std
     from rlhfkit.eval.plots import plot_overopt
     from rlhfkit.eval.policies import check_policies, load_named_reward, sample_policy
-    from rlhfkit.stages.best_of_n import load_prompts
+    from rlhfkit.data.sources import load_prompts
     from rlhfkit.run import prepare_output, resolve_device, say, seed_everything
     from rlhfkit.utils.io import write_json
 

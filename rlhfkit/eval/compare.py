@@ -149,7 +149,7 @@ def _sample_rows(index: int, prompts: list, samples: Any, scores: list):
 def run(cfg: EvalConfig) -> EvalResult:
     from rlhfkit.eval.diversity import words
     from rlhfkit.eval.policies import check_policies, load_named_reward, sample_policy
-    from rlhfkit.stages.best_of_n import load_prompts
+    from rlhfkit.data.sources import load_prompts
     from rlhfkit.run import prepare_output, resolve_device, say, seed_everything
     from rlhfkit.utils.io import atomic_write_jsonl, write_json
 

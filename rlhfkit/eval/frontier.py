@@ -177,7 +177,7 @@ def run(cfg: FrontierConfig) -> FrontierResult:
     from rlhfkit.eval.overopt import analyse_curve, pooled_std
     from rlhfkit.eval.plots import plot_overopt
     from rlhfkit.eval.policies import load_named_reward
-    from rlhfkit.stages.best_of_n import load_prompts
+    from rlhfkit.data.sources import load_prompts
     from rlhfkit.run import prepare_output, resolve_device, seed_everything
     from rlhfkit.utils.io import write_json
 

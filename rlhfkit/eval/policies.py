@@ -2,7 +2,7 @@
 reward specs loaded with errors that name the config key.
 
 A policy is a run folder (its ``final/`` model is used), a Hugging Face folder, ``default`` or
-``tiny``, or a hub name. Sampling is the best-of-N stage's (:func:`rlhfkit.stages.best_of_n.sample_groups`:
+``tiny``, or a hub name. Sampling is the best-of-N stage's (:func:`rlhfkit.rollout.sample_groups`:
 the rollout engine, whole prompt groups per engine call so each prompt is prefilled once).
 """
 
@@ -63,8 +63,7 @@ def sample_policy(spec: str, prompts: list, sampling: EvalSampling, seed: int, d
     """Load the policy, sample ``sampling.n`` responses per prompt (seeds ``seed``, ``seed + 1``, ...
     per engine call), optionally embed them with the same model, and free the model."""
     from rlhfkit.models.loading import load_causal_lm
-    from rlhfkit.rollout import make_engine
-    from rlhfkit.stages.best_of_n import sample_groups
+    from rlhfkit.rollout import make_engine, sample_groups
 
     path = resolve_policy(spec)
     model, tokenizer = load_causal_lm(path, dtype=dtype, device=device)

@@ -7,6 +7,7 @@ from rlhfkit.rollout.base import (  # noqa: F401
     encode_prompts,
     generate_texts,
     greedy_texts,
+    sample_groups,
     make_engine,
     resolve_eos_ids,
 )

@@ -83,7 +83,7 @@ def open_run(cfg: RoundsConfig) -> Run:
     """Run folder (a rerun must keep the config, apart from ``rounds``), state, prompt split."""
     import random
 
-    from rlhfkit.stages.best_of_n import load_prompts
+    from rlhfkit.data.sources import load_prompts
     from rlhfkit.run import resolve_device
 
     from rlhfkit.run import prepare_output

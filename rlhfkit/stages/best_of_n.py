@@ -133,47 +133,6 @@ class BoNResult:
 # Sample, score, select
 
 
-def load_prompts(spec: str, limit: int | None) -> list:
-    from rlhfkit.data.sources import load
-
-    result = load(spec, "prompts", limit=limit)
-    say(result.report())
-    if not result.records:
-        from rlhfkit.data.records import no_usable
-
-        raise no_usable("prompts", spec, "prompts")
-    return result.records
-
-
-def sample_groups(engine: Any, tokenizer: Any, prompts: list, cfg: BoNConfig) -> tuple[list, float]:
-    """N samples per prompt: ``[(texts [N], finished [N])]`` per prompt, and tokens/s.
-
-    Sequences go to the engine in chunks of ``sampling.batch_size`` made of whole prompt groups
-    where possible, so the engine prefills each prompt once; chunk i uses seed ``seed + i``."""
-    from rlhfkit.rollout import encode_prompts
-    from rlhfkit.rollout.types import SamplingParams
-
-    s = cfg.sampling
-    ids = encode_prompts(tokenizer, prompts)
-    flat = [(p, k) for p in range(len(prompts)) for k in range(s.n)]  # prompt-major
-    per_chunk = max(1, s.batch_size // s.n) * s.n if s.batch_size >= s.n else s.batch_size
-    texts: list[list[str]] = [[] for _ in prompts]
-    finished: list[list[bool]] = [[] for _ in prompts]
-    tokens, start = 0, time.time()
-    for c, at in enumerate(range(0, len(flat), per_chunk)):
-        chunk = flat[at:at + per_chunk]
-        params = SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                                max_new_tokens=s.max_new_tokens, seed=cfg.seed + c)
-        batch = engine.generate([ids[p] for p, _ in chunk], params)
-        decoded = batch.decode(tokenizer)
-        for (p, _), text, done in zip(chunk, decoded, batch.finished.tolist()):
-            texts[p].append(text)
-            finished[p].append(bool(done))
-        tokens += int(batch.response_lengths.sum())
-        say(f"sampled {min(at + per_chunk, len(flat))}/{len(flat)} responses")
-    return list(zip(texts, finished)), tokens / max(1e-9, time.time() - start)
-
-
 def score_all(reward: Any, prompts: list, groups: list, batch_size: int) -> list[list[float]]:
     """Reward of every sample, ``[prompt][sample]`` (a reward model computes each prompt once)."""
     return reward.score_groups(prompts, [texts for texts, _ in groups], batch_size)
@@ -238,9 +197,10 @@ def sft_config(cfg: BoNConfig, data: Path, out: Path):
 
 def run(cfg: BoNConfig) -> BoNResult:
     from rlhfkit.config import ConfigError
+    from rlhfkit.data.sources import load_prompts
     from rlhfkit.models.loading import load_causal_lm
     from rlhfkit.rewards import RewardError, load_reward
-    from rlhfkit.rollout import make_engine
+    from rlhfkit.rollout import make_engine, sample_groups
     from rlhfkit.run import resolve_device
     from rlhfkit.utils.io import write_json
 

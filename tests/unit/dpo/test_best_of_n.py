@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from rlhfkit.stages.best_of_n import BoNConfig, BoNSampling, pick_best, sample_groups, score_all
+from rlhfkit.rollout import sample_groups
+from rlhfkit.stages.best_of_n import BoNConfig, BoNSampling, pick_best, score_all
 
 
 def test_pick_best_by_hand():
