@@ -11,25 +11,114 @@ import argparse
 import importlib
 import logging
 import sys
+from dataclasses import dataclass
 from typing import Callable
 
-# command name -> (module with Config + run + report, Config class name, one-line help, description)
-STAGES = {
-    "sft": ("rlhfkit.stages.sft", "SFTConfig", "supervised fine-tuning on demonstrations",
-            "Supervised fine-tuning: cross-entropy on response tokens only, the model's chat "
-            "template, LoRA optional; saves a Hugging Face folder and resumable checkpoints."),
-    "pipeline": ("rlhfkit.stages.pipeline", "PipelineConfig", "run the RLHF stages in order from one config",
-                 "The main job: runs the stages that exist in order (SFT -> reward model -> PPO, or "
-                 "SFT -> DPO with method=dpo) and prints sample responses before and after."),
-    "judge": ("rlhfkit.judge.stage", "JudgeConfig", "AI judge (RLAIF): label preference pairs with a model",
-              "An AI judge compares two responses in both orders and averages: soft labels from a local "
-              "causal LM's choice-token probabilities, or verdicts from an OpenAI-compatible endpoint; "
-              "reports position inconsistency, unparseable/refused counts and accuracy vs the labels."),
-    "rounds": ("rlhfkit.rounds.stage", "RoundsConfig", "iterated RLHF rounds: sample, select, label, RM, policy, eval",
-               "Iterated RLHF: each round the current policy samples K responses per prompt, active selection "
-               "picks the pairs to label (ensemble disagreement), an AI judge labels them, the reward model "
-               "retrains on all labels so far, DPO or PPO continues the policy, and an independent judge "
-               "compares it with the previous round and the SFT policy. Rerun to resume where it stopped."),
+# Every command, in one table. A Stage is config-driven: ``rlhfkit NAME [--config x.yaml]
+# [key=value ...]``, its keys listed by ``--help`` from the Config class; a Group holds sub-commands;
+# Custom commands have their own arguments, defined by ``register(subparsers)`` in their module.
+# Only names here: nothing heavy is imported to build the parser (``rlhfkit --help`` stays fast).
+
+
+@dataclass(frozen=True)
+class Stage:
+    module: str  # has the Config class, ``run(config)`` and optionally ``report(result)``
+    config: str
+    help: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Custom:
+    module: str  # ``register(subparsers)`` adds the command (and sets ``func``)
+    register: str = "register"
+
+
+@dataclass(frozen=True)
+class Group:
+    help: str
+    description: str
+    commands: dict
+
+
+COMMANDS: dict[str, Stage | Custom | Group] = {
+    "sft": Stage(
+        "rlhfkit.stages.sft", "SFTConfig", "supervised fine-tuning on demonstrations",
+        "Supervised fine-tuning: cross-entropy on response tokens only, the model's chat "
+        "template, LoRA optional; saves a Hugging Face folder and resumable checkpoints."),
+    "rm": Group(
+        "reward model: train and evaluate",
+        "Reward modelling (SPEC section 4): rlhfkit rm train [--config x.yaml] "
+        "[key=value ...]; rlhfkit rm eval --model PATH --data FILE.",
+        {"train": Stage(
+            "rlhfkit.stages.reward", "RewardConfig", "train a reward model",
+            "Train a reward model (backbone of the SFT model + scalar head at the last token) on "
+            "pairs, rankings, scores and language feedback; early stopping on dev accuracy; "
+            "stores reward normalisation stats; ensembles with ensemble.members=k."),
+         "eval": Custom("rlhfkit.stages.reward_cli", "register_eval")}),
+    "ppo": Stage(
+        "rlhfkit.stages.ppo", "PPOConfig", "RL fine-tuning with PPO (policy, reference, reward, value)",
+        "PPO (SPEC section 5): sample responses from the policy, score them with the reward "
+        "(reward-model folder, contains:WORD, regex:PATTERN, length[:N], python:module:function), "
+        "shape per-token rewards with a KL penalty to the reference, GAE advantages, clipped "
+        "policy and value updates. Logs every step to metrics.jsonl, watches for reward "
+        "hacking, checkpoints and resumes exactly.\n"
+        "Example: rlhfkit ppo model=runs/sft/final reward=runs/rm/final train.max_steps=50"),
+    "grpo": Stage(
+        "rlhfkit.stages.grpo", "GRPOConfig",
+        "GRPO: G samples per prompt, group-normalised advantages, KL as a loss term",
+        "GRPO (Shao et al. 2024): samples grpo.group_size responses per prompt, scores them with "
+        "the reward (reward-model folder, contains:WORD, regex:PATTERN, length[:N], "
+        "python:module:function), advantage = (r - group mean) / group std, clipped surrogate "
+        "plus beta * KL(pi || pi_ref) in the loss (kl.coef=0 loads no reference). No value model.\n"
+        "Example: rlhfkit grpo model=runs/sft/final reward=contains:thanks train.max_steps=20"),
+    "rloo": Stage(
+        "rlhfkit.stages.grpo", "RLOOConfig",
+        "RLOO: G samples per prompt, leave-one-out baseline, KL as a reward penalty",
+        "RLOO (Ahmadian et al. 2024): REINFORCE with the mean reward of the other G - 1 samples "
+        "of the same prompt as the baseline; the KL to the reference is subtracted from the "
+        "reward. Same rollout, logging, checkpoints and reward-hacking watch as ppo and grpo.\n"
+        "Example: rlhfkit rloo model=runs/sft/final reward=runs/rm/final train.max_steps=20"),
+    "dpo": Stage(
+        "rlhfkit.stages.dpo", "DPOConfig",
+        "direct preference optimisation (DPO, cDPO, IPO, SimPO, ORPO) on preference pairs",
+        "DPO family: trains the policy on preference pairs through the implicit reward "
+        "beta*log(pi/pi_ref); no reward model, no sampling. Pick the variant with loss=... "
+        "Reference log-probs are computed once and cached in the run folder; LoRA optional "
+        "(the reference is then the base with the adapter off)."),
+    "bon": Stage(
+        "rlhfkit.stages.best_of_n", "BoNConfig",
+        "best-of-N sampling: N samples per prompt, keep the best under a reward",
+        "Best-of-N at inference time: samples N responses per prompt, scores them with a reward "
+        "model, an ensemble or a reward function, and writes the best one per prompt with its "
+        "score (JSONL), plus mean best score vs mean single-sample score. finetune=true turns it "
+        "into rejection-sampling fine-tuning."),
+    "rejection-sampling": Stage(
+        "rlhfkit.stages.best_of_n", "RejectionSamplingConfig",
+        "rejection-sampling fine-tuning (Llama 2 style): best-of-N samples become SFT data",
+        "Rejection sampling: samples N responses per prompt, keeps the best under the reward "
+        "(optionally only above a threshold), writes them as SFT records and fine-tunes the "
+        "model on them with the SFT stage."),
+    "judge": Stage(
+        "rlhfkit.judge.stage", "JudgeConfig", "AI judge (RLAIF): label preference pairs with a model",
+        "An AI judge compares two responses in both orders and averages: soft labels from a local "
+        "causal LM's choice-token probabilities, or verdicts from an OpenAI-compatible endpoint; "
+        "reports position inconsistency, unparseable/refused counts and accuracy vs the labels."),
+    "pipeline": Stage(
+        "rlhfkit.stages.pipeline", "PipelineConfig", "run the RLHF stages in order from one config",
+        "The main job: runs the stages that exist in order (SFT -> reward model -> PPO, or "
+        "SFT -> DPO with method=dpo) and prints sample responses before and after."),
+    "rounds": Stage(
+        "rlhfkit.rounds.stage", "RoundsConfig", "iterated RLHF rounds: sample, select, label, RM, policy, eval",
+        "Iterated RLHF: each round the current policy samples K responses per prompt, active selection "
+        "picks the pairs to label (ensemble disagreement), an AI judge labels them, the reward model "
+        "retrains on all labels so far, DPO or PPO continues the policy, and an independent judge "
+        "compares it with the previous round and the SFT policy. Rerun to resume where it stopped."),
+    "eval": Custom("rlhfkit.eval.cli"),  # rlhfkit eval [overopt|frontier|people] key=value ...
+    "report": Custom("rlhfkit.eval.cli", "register_report"),
+    "plan": Custom("rlhfkit.eval.plan_cli"),  # rlhfkit plan STAGE [key=value ...]
+    "model": Custom("rlhfkit.models.cli"),
+    "studio": Custom("rlhfkit.feedback.cli"),
 }
 
 
@@ -90,19 +179,24 @@ def run_stage(module: str, cls_name: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:
-    """Stage packages that own their sub-commands expose ``register(subparsers)``."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name and module.startswith(err.name):
-            return  # that part of the toolkit is not installed in this tree
-        raise
-    mod.register(sub)
+def add_command(sub: argparse._SubParsersAction, name: str, entry: Stage | Custom | Group) -> None:
+    """Add one :data:`COMMANDS` entry (and a group's sub-commands) to ``sub``."""
+    if isinstance(entry, Stage):
+        add_stage(sub, name, entry.module, entry.config, entry.help, entry.description)
+    elif isinstance(entry, Custom):
+        getattr(importlib.import_module(entry.module), entry.register)(sub)
+    else:
+        group = sub.add_parser(name, help=entry.help, description=entry.description)
+        inner = group.add_subparsers(dest=f"{name}_command", metavar="<" + "|".join(entry.commands) + ">")
+        for sub_name, sub_entry in entry.commands.items():
+            add_command(inner, sub_name, sub_entry)
+        group.set_defaults(func=lambda args: _print_help(group))
 
 
-EXTRA_COMMANDS = ("rlhfkit.models.cli", "rlhfkit.stages.reward_cli", "rlhfkit.stages.ppo_cli",
-                  "rlhfkit.stages.alt_cli", "rlhfkit.feedback.cli", "rlhfkit.eval.cli", "rlhfkit.eval.plan_cli")
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    """A group command given without its sub-command."""
+    parser.print_help()
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,14 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rlhfkit {__version__}")
     parser.add_argument("--quiet", "-q", action="store_true", help="only warnings and results")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, (module, cls_name, help_text, description) in STAGES.items():
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        add_stage(sub, name, module, cls_name, help_text, description)
-    for module in EXTRA_COMMANDS:
-        _register_optional(sub, module)
+    for name, entry in COMMANDS.items():
+        add_command(sub, name, entry)
     return parser
 
 

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     for mode, (module, cls_name) in MODES.items():
         parser.epilog += f"\n\nrlhfkit eval {mode}: " + _config_help(module, cls_name)
     parser.set_defaults(func=dispatch)
+
+
+def register_report(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="write one self-contained report.html for a run folder",
                          description="rlhfkit report RUN_DIR: config, training curves, evaluation tables, "
                                      "answers side by side and reward-hacking warnings of every run under "

@@ -1,21 +1,12 @@
-"""``rlhfkit rm train`` (config-driven) and ``rlhfkit rm eval --model PATH --data FILE``."""
+"""``rlhfkit rm eval --model PATH --data FILE``: evaluate a reward model on preference pairs
+(registered by the command table in :mod:`rlhfkit.cli`; ``rm train`` is a config-driven stage there)."""
 
 from __future__ import annotations
 
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from rlhfkit.cli import add_stage
-
-    rm = sub.add_parser("rm", help="reward model: train and evaluate",
-                        description="Reward modelling (SPEC section 4): rlhfkit rm train [--config x.yaml] "
-                                    "[key=value ...]; rlhfkit rm eval --model PATH --data FILE.")
-    rm_sub = rm.add_subparsers(dest="rm_command", metavar="<train|eval>")
-    add_stage(rm_sub, "train", "rlhfkit.stages.reward", "RewardConfig", "train a reward model",
-              "Train a reward model (backbone of the SFT model + scalar head at the last token) on "
-              "pairs, rankings, scores and language feedback; early stopping on dev accuracy; "
-              "stores reward normalisation stats; ensembles with ensemble.members=k.")
+def register_eval(rm_sub: argparse._SubParsersAction) -> None:
     ev = rm_sub.add_parser("eval", help="evaluate a reward model on preference pairs",
                            description="Accuracy (r_chosen > r_rejected, ties apart), mean loss, reward "
                                        "margin statistics, calibration (ECE); per-pair scores to --out.")
@@ -31,12 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--c", type=float, default=1.0, help="ensembles: c in mean - c * std")
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ev.set_defaults(func=eval_command)
-    rm.set_defaults(func=lambda args: _no_subcommand(rm))
-
-
-def _no_subcommand(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def eval_command(args: argparse.Namespace) -> int:
