@@ -4,6 +4,9 @@ Every field carries a one-line ``help`` (``opt(default, "why")``) that ``rlhfkit
 prints. Unknown keys and wrong types fail before any work is done, naming the key (and the file).
 Nested dataclasses are config groups (``train.lr=1e-5``). Values on the command line are parsed as
 YAML scalars, so ``lora.enabled=true`` and ``lr=3e-5`` mean what they look like.
+
+A renamed key keeps working for one release: the config class lists it in ``RENAMED_KEYS``
+(``{"old": "new"}``); the old spelling is read as the new one with a one-line deprecation warning.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ def build(cls: type, data: dict, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    data = _renamed(cls, data, prefix)
     for key in data:
         if key not in names:
             close = ", ".join(sorted(names))
@@ -126,6 +130,24 @@ def build(cls: type, data: dict, prefix: str = "") -> Any:
         except ValueError as err:
             raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {err}") from err
     return obj
+
+
+def _renamed(cls: type, data: dict, prefix: str) -> dict:
+    """Old spellings in ``cls.RENAMED_KEYS`` -> their new keys, each with a deprecation warning."""
+    renamed = getattr(cls, "RENAMED_KEYS", {})
+    if not any(old in data for old in renamed):
+        return data
+    from rlhfkit.run import warn
+
+    out = dict(data)
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"{prefix}{old}: renamed to {prefix}{new}; set only {prefix}{new}")
+        warn(f"{prefix}{old} is deprecated and will be removed in the next release: use {prefix}{new}")
+        out[new] = out.pop(old)
+    return out
 
 
 def _default_dict(f: dataclasses.Field) -> dict:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
 from rlhfkit.config import opt
 from rlhfkit.eval.policies import EvalSampling
+from rlhfkit.models.reward import Reduction
 
 RESULT_FILE = "overopt.json"
 PLOT_FILE = "overopt.png"
@@ -29,11 +30,12 @@ SAMPLES_FILE = "samples.jsonl"
 
 @dataclass
 class OverOptConfig:
+    RENAMED_KEYS: ClassVar[dict] = {"reduce": "ensemble_reduce"}  # old spelling until the next release
     policy: str = opt("default", "the policy that samples (run folder, HF folder, default, tiny)")
     proxy: str = opt("", "the proxy reward best-of-N selects by: reward-model or ensemble folder, or a "
                          "reward spec (contains:WORDS, regex:PATTERN, length[:N], python:...)")
     gold: str = opt("", "the gold reward that judges the selected responses (never seen by the policy)")
-    reduce: Literal["mean", "min", "mean_minus_std"] = opt("mean", "how an ensemble combines its members")
+    ensemble_reduce: Reduction = opt("mean", "how an ensemble combines its members")
     prompts: str = opt("demo:prompts", "a file of any record kind (its prompts are used) or demo:prompts")
     max_prompts: int = opt(0, "use at most this many prompts (0 = all)")
     max_n: int = opt(64, "largest N of best-of-N (a power of 2); N = 1, 2, 4, ..., max_n")
@@ -85,8 +87,8 @@ def run(cfg: OverOptConfig) -> OverOptResult:
 
     check_policies([cfg.policy])
     device = resolve_device(cfg.device)
-    proxy, gold = (load_named_reward(cfg.proxy, "proxy", device, cfg.reduce),
-                   load_named_reward(cfg.gold, "gold", device, cfg.reduce))
+    proxy, gold = (load_named_reward(cfg.proxy, "proxy", device, cfg.ensemble_reduce),
+                   load_named_reward(cfg.gold, "gold", device, cfg.ensemble_reduce))
     out = prepare_output(cfg, cfg.output_dir)
     seed_everything(cfg.seed)
     prompts = load_prompts(cfg.prompts, cfg.max_prompts or None)

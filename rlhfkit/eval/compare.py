@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from rlhfkit.config import opt
 from rlhfkit.eval.diversity import CollapseThresholds
 from rlhfkit.eval.policies import EvalSampling
+from rlhfkit.models.reward import Reduction
 
 EVAL_FILE = "eval.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -34,12 +35,13 @@ SEED_STRIDE = 100_003  # policy i samples with seeds seed + (i+1) * stride + chu
 
 @dataclass
 class EvalConfig:
+    RENAMED_KEYS: ClassVar[dict] = {"judge_reduce": "ensemble_reduce"}  # old spelling until the next release
     policies: list[str] = opt(factory=list, help="policies to evaluate: run folders (their final/), HF "
                                                  "folders, default or tiny; e.g. policies=[runs/ppo]")
     baseline: str = opt("", "the policy every other is compared against (the SFT policy or the reference)")
     judge: str = opt("", "reward-model or ensemble folder that scores the responses (not the one the policy "
                          "was optimised against), or contains:WORDS, regex:PATTERN, length[:N], python:...")
-    judge_reduce: Literal["mean", "min", "mean_minus_std"] = opt("mean", "how an ensemble judge combines members")
+    ensemble_reduce: Reduction = opt("mean", "how an ensemble judge combines members")
     judge_batch_size: int = opt(32, "responses per judge call")
     prompts: str = opt("demo:prompts", "a file of any record kind (its prompts are used) or demo:prompts")
     max_prompts: int = opt(0, "use at most this many prompts (0 = all)")
@@ -156,7 +158,7 @@ def run(cfg: EvalConfig) -> EvalResult:
     names = [cfg.baseline] + list(cfg.policies)
     check_policies(names)  # before any model is loaded
     device = resolve_device(cfg.device)
-    judge = load_named_reward(cfg.judge, "judge", device, cfg.judge_reduce)
+    judge = load_named_reward(cfg.judge, "judge", device, cfg.ensemble_reduce)
     out = prepare_output(cfg, cfg.output_dir)
     seed_everything(cfg.seed)
     prompts = load_prompts(cfg.prompts, cfg.max_prompts or None)

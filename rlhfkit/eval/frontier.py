@@ -26,10 +26,11 @@ import gc
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rlhfkit.config import opt
 from rlhfkit.eval.policies import EvalSampling
+from rlhfkit.models.reward import Reduction
 
 RESULT_FILE = "frontier.json"
 PLOT_FILE = "frontier.png"
@@ -38,10 +39,11 @@ SAMPLES_FILE = "samples.jsonl"
 
 @dataclass
 class FrontierConfig:
+    RENAMED_KEYS: ClassVar[dict] = {"reduce": "ensemble_reduce"}  # old spelling until the next release
     run: str = opt("", "an RL run folder (rlhfkit ppo / grpo / rloo): its config.yaml, checkpoints/ and final/")
     gold: str = opt("", "the gold reward (reward-model or ensemble folder, or a reward spec) the run never saw")
     proxy: str = opt("", "the proxy reward ('' = the reward the run optimised, from its config.yaml)")
-    reduce: Literal["mean", "min", "mean_minus_std"] = opt("mean", "how an ensemble combines its members")
+    ensemble_reduce: Reduction = opt("mean", "how an ensemble combines its members")
     prompts: str = opt("demo:prompts", "a file of any record kind (its prompts are used), ideally held out")
     max_prompts: int = opt(32, "use at most this many prompts (0 = all)")
     sampling: EvalSampling = opt(factory=lambda: EvalSampling(n=2), help="")
@@ -184,8 +186,8 @@ def run(cfg: FrontierConfig) -> FrontierResult:
     run_dir = Path(cfg.run).expanduser()
     run_cfg = read_run(run_dir)
     device = resolve_device(cfg.device)
-    proxy = load_named_reward(cfg.proxy or run_cfg["reward"], "proxy", device, cfg.reduce)
-    gold = load_named_reward(cfg.gold, "gold", device, cfg.reduce)
+    proxy = load_named_reward(cfg.proxy or run_cfg["reward"], "proxy", device, cfg.ensemble_reduce)
+    gold = load_named_reward(cfg.gold, "gold", device, cfg.ensemble_reduce)
     out = prepare_output(cfg, cfg.output_dir or str(run_dir / "frontier"))
     seed_everything(cfg.seed)
     prompts = load_prompts(cfg.prompts, cfg.max_prompts or None)

@@ -29,12 +29,14 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 REWARD_FILE = "rlhfkit_reward.json"
 ENSEMBLE_FILE = "rlhfkit_ensemble.json"
 DEFAULT_MAX_LENGTH = 1024  # for reward models trained elsewhere (no rlhfkit_reward.json)
-REDUCTIONS = ("mean", "min", "mean_minus_std")
+# How an ensemble combines its members (config key ``ensemble_reduce`` everywhere)
+Reduction = Literal["mean", "min", "mean_minus_std"]
+REDUCTIONS = get_args(Reduction)
 PERCENTILES = (1, 5, 50, 95, 99)
 
 

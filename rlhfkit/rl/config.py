@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rlhfkit.config import opt
+from rlhfkit.models.reward import Reduction
 from rlhfkit.monitor.hacking import HackingConfig
 from rlhfkit.train.config import LoraConfig, SampleConfig, TrainConfig
 
@@ -61,7 +62,7 @@ class RolloutConfig:
 
 @dataclass
 class ScoreConfig:
-    ensemble_reduce: Literal["mean", "min", "mean_minus_std"] = opt(
+    ensemble_reduce: Reduction = opt(
         "mean", "how an ensemble reward model combines its members")
     normalize: Literal["none", "batch", "running"] = opt(
         "none", "whiten scores: per batch, or with running mean/std over the run (saved in checkpoints)")

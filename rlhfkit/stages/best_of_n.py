@@ -21,9 +21,10 @@ import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rlhfkit.config import opt
+from rlhfkit.models.reward import Reduction
 from rlhfkit.run import prepare_output, say, seed_everything, warn
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
@@ -58,6 +59,7 @@ class BoNFinetune:
 
 @dataclass
 class BoNConfig:
+    RENAMED_KEYS: ClassVar[dict] = {"reward_reduce": "ensemble_reduce"}  # old spelling until the next release
     model: str = opt("default", "policy that samples (and, with finetune, the model fine-tuned)")
     dtype: str = opt("float32", "float32 (right on CPU), bfloat16, or auto (bf16 on CUDA)")
     device: str = opt("auto", "auto (cuda when available), cpu or cuda")
@@ -65,7 +67,7 @@ class BoNConfig:
     max_prompts: int = opt(0, "use at most this many prompts (0 = all)")
     reward: str = opt("", "reward-model or ensemble folder, contains:WORDS, regex:PATTERN, length[:N], "
                           "python:module:function or file.py:function")
-    reward_reduce: Literal["mean", "min", "mean_minus_std"] = opt(
+    ensemble_reduce: Reduction = opt(
         "mean", "how an ensemble combines its members (min / mean_minus_std are pessimistic)")
     reward_batch_size: int = opt(32, "responses per reward call")
     threshold: float | None = opt(None, "keep a prompt's best response only when it scores at least this")
@@ -206,7 +208,7 @@ def run(cfg: BoNConfig) -> BoNResult:
 
     device = resolve_device(cfg.device)
     try:
-        reward = load_reward(cfg.reward, device=device, reduce=cfg.reward_reduce)
+        reward = load_reward(cfg.reward, device=device, reduce=cfg.ensemble_reduce)
     except RewardError as err:
         raise ConfigError(f"reward: {err}") from err
     out = prepare_output(cfg, cfg.output_dir)
