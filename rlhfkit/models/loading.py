@@ -55,15 +55,22 @@ def _gguf_folder() -> Path:
     return folder
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Atomically move a fully written folder into place (another process may have won the race)."""
+def _publish_model(model: Any, tokenizer: Any, final: Path) -> Path:
+    """Save into a temporary folder beside ``final``, then move it into place in one step (another
+    process may have won the race: then its folder stays). Unlike
+    :func:`rlhfkit.train.checkpoint.atomic_save_folder`, an existing folder is never replaced, so a
+    process already loading the cached model is never disturbed."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
     try:
         os.replace(tmp, final)
     except OSError:
         if not (final / "config.json").exists():
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def _set_pad(tokenizer: Any) -> None:
@@ -91,12 +98,7 @@ def _prepare_default() -> Path:
         delattr(model.config, "quantization_config")
     _set_pad(tok)
     model.config.pad_token_id = tok.pad_token_id
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-default-", dir=final.parent))
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    _publish(tmp, final)
-    return final
+    return _publish_model(model, tok, final)
 
 
 def _prepare_tiny() -> Path:
@@ -123,12 +125,7 @@ def _prepare_tiny() -> Path:
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-tiny-", dir=final.parent))
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    _publish(tmp, final)
-    return final
+    return _publish_model(model, tok, final)
 
 
 def resolve_model_path(name: str | os.PathLike) -> str:
