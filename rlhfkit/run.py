@@ -136,7 +136,11 @@ def say_trainable(model: Any, detail: str = "") -> None:
         + (f" ({detail})" if detail else ""))
 
 
+def prompt_text(prompt: Any) -> str:
+    """What a report shows of a prompt: its last message if a conversation, else the text."""
+    return prompt[-1].content if isinstance(prompt, tuple) else str(prompt)
+
+
 def print_sample(prompt: Any, before: str, after: str) -> None:
-    """One before/after sample of an end-of-run report (the prompt's last message if a conversation)."""
-    question = prompt[-1].content if isinstance(prompt, tuple) else str(prompt)
-    print(f"\n  prompt: {question}\n  before: {before.strip()}\n  after:  {after.strip()}")
+    """One before/after sample of an end-of-run report."""
+    print(f"\n  prompt: {prompt_text(prompt)}\n  before: {before.strip()}\n  after:  {after.strip()}")

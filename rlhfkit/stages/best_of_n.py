@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 
 from rlhfkit.config import opt
 from rlhfkit.models.reward import Reduction
-from rlhfkit.run import prepare_output, say, seed_everything, warn
+from rlhfkit.run import prepare_output, prompt_text, say, seed_everything, warn
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
 BEST_FILE = "best_of_n.jsonl"
@@ -270,8 +270,7 @@ def report(result: BoNResult) -> None:
     if result.below_threshold:
         print(f"{result.below_threshold} best responses below the threshold were not kept")
     for prompt, best, score, mean in result.examples:
-        question = prompt[-1].content if isinstance(prompt, tuple) else str(prompt)
-        print(f"\n  prompt: {question}\n  best ({score:.3f}, mean {mean:.3f}): {best.strip()}")
+        print(f"\n  prompt: {prompt_text(prompt)}\n  best ({score:.3f}, mean {mean:.3f}): {best.strip()}")
     print(f"\nbest responses: {result.best_file}")
     if result.sft_data is not None:
         print(f"SFT data: {result.sft_data} ({result.kept} examples)")
