@@ -26,7 +26,6 @@ Recipe: setup -> data -> reference pass -> train -> dev evaluation -> report.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -454,7 +453,7 @@ def fingerprint(cfg: DPOConfig, train: list[EncodedPair], dev: list[EncodedPair]
 def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id: int, out: Path,
                       device: str) -> tuple[dict, bool, float]:
     """Reference log-probs for train and dev: (tensors, reused from the cache, seconds spent)."""
-    start = time.time()
+    from rlhfkit.train.ref_cache import load_or_compute
 
     def compute() -> dict:
         say(f"precomputing reference log-probs of {len(train)} training and {len(dev)} dev pairs "
@@ -468,13 +467,7 @@ def prepare_reference(model: Any, cfg: DPOConfig, train: list, dev: list, pad_id
         return {"train": reference_logps(ref, train, pad_id, size, device, "reference (train)", bar),
                 "dev": reference_logps(ref, dev, pad_id, size, device, "reference (dev)", bar)}
 
-    from rlhfkit.train.ref_cache import REFERENCE_FILE, cached_reference
-
-    tensors, reused = cached_reference(out / REFERENCE_FILE, fingerprint(cfg, train, dev), compute)
-    seconds = 0.0 if reused else time.time() - start
-    say(f"reference log-probs reused from {out / REFERENCE_FILE}" if reused
-        else f"reference log-probs computed in {seconds:.1f}s -> {out / REFERENCE_FILE}")
-    return tensors, reused, seconds
+    return load_or_compute(out, fingerprint(cfg, train, dev), compute)
 
 
 def run(cfg: DPOConfig) -> DPOResult:

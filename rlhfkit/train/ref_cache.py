@@ -8,7 +8,7 @@ everything it depends on (the reference model's name and weight files, the dtype
 and let a resumed run or a rerun read it back instead of recomputing.
 
     key = fingerprint(cfg.model, cfg.dtype, [train_items, dev_items])
-    tensors, reused = cached_reference(out / REFERENCE_FILE, key, lambda: {
+    tensors, reused, seconds = load_or_compute(out, key, lambda: {
         "train": compute_reference_logps(model, train_batches, logps_fn, len(train), columns=2),
         "dev": ...})
 
@@ -19,6 +19,7 @@ each batch carries ``index [B]``, the examples' positions in the data set.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -96,3 +97,16 @@ def cached_reference(path: Path, key: str, compute: Callable[[], dict]) -> tuple
     with atomic_path(path) as tmp:
         torch.save({"fingerprint": key, **tensors}, tmp)
     return tensors, False
+
+
+def load_or_compute(out: Path, key: str, compute: Callable[[], dict]) -> tuple[dict, bool, float]:
+    """:func:`cached_reference` at ``out/reference_logps.pt``, timed and reported in one line:
+    (tensors, reused from the cache, seconds spent computing)."""
+    from rlhfkit.run import say
+
+    path, start = out / REFERENCE_FILE, time.time()
+    tensors, reused = cached_reference(path, key, compute)
+    seconds = 0.0 if reused else time.time() - start
+    say(f"reference log-probs reused from {path}" if reused
+        else f"reference log-probs computed in {seconds:.1f}s -> {path}")
+    return tensors, reused, seconds

@@ -46,3 +46,19 @@ def test_compute_places_rows_by_index_in_eval_mode_without_grad():
     assert out.tolist() == [[-1.0, -2.0], [-2.0, -4.0], [-3.0, -6.0]]
     assert seen == [(False, False), (False, False)] and model.training  # mode restored
     assert compute_reference_logps(model, [], logps, n=0, columns=2).shape == (0, 2)
+
+
+def test_load_or_compute_times_and_reports_once(tmp_path, caplog):
+    import logging
+
+    from rlhfkit.train.ref_cache import REFERENCE_FILE, load_or_compute
+
+    def compute():
+        return {"train": torch.ones((2, 2))}
+
+    with caplog.at_level(logging.INFO, logger="rlhfkit"):
+        tensors, reused, seconds = load_or_compute(tmp_path, "k", compute)
+        assert not reused and seconds >= 0 and (tmp_path / REFERENCE_FILE).exists()
+        again, reused, seconds = load_or_compute(tmp_path, "k", compute)
+    assert reused and seconds == 0.0 and torch.equal(again["train"], tensors["train"])
+    assert "computed in" in caplog.text and "reused from" in caplog.text
