@@ -179,6 +179,16 @@ def run_stage(module: str, cls_name: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def config_stage(name: str) -> Stage:
+    """The config-driven stage a command runs (a group such as ``rm``: its ``train`` stage)."""
+    entry = COMMANDS[name]
+    if isinstance(entry, Group):
+        entry = entry.commands["train"]
+    if not isinstance(entry, Stage):
+        raise KeyError(f"{name}: not a config-driven stage command")
+    return entry
+
+
 def add_command(sub: argparse._SubParsersAction, name: str, entry: Stage | Custom | Group) -> None:
     """Add one :data:`COMMANDS` entry (and a group's sub-commands) to ``sub``."""
     if isinstance(entry, Stage):

@@ -15,12 +15,7 @@ from typing import Any
 
 from rlhfkit.config import ConfigError
 
-CONFIGS = {  # stage -> (module, config class), as the stage commands load them
-    "sft": ("rlhfkit.stages.sft", "SFTConfig"), "rm": ("rlhfkit.stages.reward", "RewardConfig"),
-    "dpo": ("rlhfkit.stages.dpo", "DPOConfig"), "ppo": ("rlhfkit.stages.ppo", "PPOConfig"),
-    "grpo": ("rlhfkit.stages.grpo", "GRPOConfig"), "rloo": ("rlhfkit.stages.grpo", "RLOOConfig"),
-    "bon": ("rlhfkit.stages.best_of_n", "BoNConfig"), "pipeline": ("rlhfkit.stages.pipeline", "PipelineConfig"),
-}
+PLANNED = ("sft", "rm", "dpo", "ppo", "grpo", "rloo", "bon", "pipeline")  # configs from rlhfkit.cli.COMMANDS
 RULE_REWARDS = ("contains:", "regex:", "length", "python:")
 
 
@@ -29,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("plan", help="compute cost of a stage: FLOPs by phase, memory per role, time on a device",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=list(CONFIGS), help="the stage to plan (its config keys apply)")
+    p.add_argument("stage", choices=list(PLANNED), help="the stage to plan (its config keys apply)")
     p.add_argument("--config", "-c", help="the stage's YAML config file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="the stage's dotted overrides")
     p.add_argument("--device", default="cpu", choices=["cpu", *GPU_PEAKS],
@@ -48,10 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_stage_config(stage: str, path: str | None, overrides: list[str]) -> Any:
+    from rlhfkit.cli import config_stage
     from rlhfkit.config import load_config
 
-    module, cls = CONFIGS[stage]
-    return load_config(getattr(importlib.import_module(module), cls), path, overrides)
+    entry = config_stage(stage)
+    return load_config(getattr(importlib.import_module(entry.module), entry.config), path, overrides)
 
 
 def plan_command(args: argparse.Namespace) -> int:

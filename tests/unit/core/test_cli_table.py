@@ -4,6 +4,8 @@ module adds a command by itself), and building the parser imports no torch."""
 import subprocess
 import sys
 
+import pytest
+
 from rlhfkit.cli import COMMANDS, Custom, Group, Stage, build_parser
 
 
@@ -27,3 +29,13 @@ def test_help_builds_without_torch():
             "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_config_stage_resolves_commands_and_the_rm_group():
+    from rlhfkit.cli import config_stage
+    from rlhfkit.eval.plan_cli import PLANNED
+
+    assert config_stage("rm").config == "RewardConfig" and config_stage("sft").module == "rlhfkit.stages.sft"
+    assert all(isinstance(config_stage(name), Stage) for name in PLANNED)  # plan reads the one table
+    with pytest.raises(KeyError):
+        config_stage("studio")
