@@ -114,6 +114,13 @@ COMMANDS: dict[str, Stage | Custom | Group] = {
         "picks the pairs to label (ensemble disagreement), an AI judge labels them, the reward model "
         "retrains on all labels so far, DPO or PPO continues the policy, and an independent judge "
         "compares it with the previous round and the SFT policy. Rerun to resume where it stopped."),
+    "constitution": Stage(
+        "rlhfkit.stages.constitution", "ConstitutionConfig",
+        "Constitutional AI: critique and revision, SFT, then AI preferences and PPO or DPO",
+        "Constitutional AI (Bai et al. 2022): the model critiques and revises its answers under "
+        "drawn principles and is fine-tuned on the revisions; an AI judge then labels pairs of its "
+        "samples (soft labels) for a reward model and PPO, or DPO. Reports the share of revisions "
+        "the judge prefers, per principle; a rerun skips finished phases."),
     "eval": Custom("rlhfkit.eval.cli"),  # rlhfkit eval [overopt|frontier|people] key=value ...
     "report": Custom("rlhfkit.eval.cli", "register_report"),
     "plan": Custom("rlhfkit.eval.plan_cli"),  # rlhfkit plan STAGE [key=value ...]

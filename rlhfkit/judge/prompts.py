@@ -112,37 +112,88 @@ def _render_conversation(prompt: Conversation) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# files: principles (a constitution-like YAML list) and few-shot examples (a pairs file)
+# files: principles (a constitution's YAML list) and few-shot examples (a pairs file)
+
+PRINCIPLE_KEYS = ("name", "principle", "critique", "revision")
+
+
+@dataclass(frozen=True)
+class Principle:
+    """One principle of a constitution (Bai et al. 2022). ``principle`` is the comparison wording the
+    judge applies; ``critique`` and ``revision`` are the requests that make a model criticise its own
+    answer under the principle and rewrite it (empty in a judge-only principles file)."""
+
+    name: str
+    principle: str
+    critique: str = ""
+    revision: str = ""
 
 
 def load_principles(path: str | os.PathLike) -> tuple:
-    """Principles from YAML: a list of strings, a list of mappings with a ``principle`` key (other
-    keys, such as a constitution's critique and revision requests, are ignored here), or a mapping
-    whose ``principles`` key holds such a list."""
+    """The comparison wordings of a principles file (see :func:`read_principles`)."""
+    return tuple(p.principle for p in read_principles(path))
+
+
+def read_principles(path: str | os.PathLike, requests: bool = False) -> tuple:
+    """Principles from YAML: a list of strings, a list of mappings with the keys ``name``,
+    ``principle`` (the comparison wording), ``critique`` and ``revision``, or a mapping whose
+    ``principles`` key holds such a list (a constitution). ``requests=True`` (a constitution for
+    critique and revision) requires ``name``, ``critique`` and ``revision`` in every entry, and
+    unique names. Errors read ``file:line: principles[i].key: problem``."""
+    path = Path(path)
+    items = _principle_items(path)
+    out = tuple(_principle(item, f"{path}:{line}", i, requests) for i, (item, line) in enumerate(items))
+    names = [p.name for p in out]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise DataError(f"{path}:{items[i][1]}", f"principles[{i}].name",
+                            f"{name!r} is already the name of principles[{names.index(name)}]")
+    return out
+
+
+def _principle_items(path: Path) -> list:
+    """[(item, line)] of the file's principles list (YAML line numbers are 1-based)."""
     import yaml
 
-    path = Path(path)
+    from rlhfkit.config import load_yaml
+
     if not path.exists():
         raise DataError(str(path), "file", "no such principles file")
+    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise DataError(f"{path}:{mark.line + 1}" if mark else str(path), "yaml",
                         str(getattr(err, "problem", err))) from None
     if isinstance(data, dict):
         data = data.get("principles")
+        node = next((v for k, v in node.value if k.value == "principles"), None)
     if not isinstance(data, list) or not data:
         raise DataError(str(path), "principles", "expected a non-empty list of principles")
-    return tuple(_principle_text(item, f"{path}", i) for i, item in enumerate(data))
+    return [(item, sub.start_mark.line + 1) for item, sub in zip(data, node.value)]
 
 
-def _principle_text(item: Any, where: str, i: int) -> str:
-    text = item.get("principle") if isinstance(item, dict) else item
-    if not isinstance(text, str) or not text.strip():
-        raise DataError(where, f"principles[{i}]", "expected a non-empty string or a mapping with "
-                                                   "a 'principle' string")
-    return text.strip()
+def _principle(item: Any, where: str, i: int, requests: bool) -> Principle:
+    key = f"principles[{i}]"
+    if isinstance(item, str) and item.strip() and not requests:
+        return Principle(f"principle-{i + 1}", item.strip())
+    if not isinstance(item, dict):
+        want = ("a mapping with name, principle, critique and revision" if requests
+                else "a non-empty string or a mapping with a 'principle' string")
+        raise DataError(where, key, f"expected {want}")
+    unknown = [k for k in item if k not in PRINCIPLE_KEYS]
+    if unknown:
+        raise DataError(where, f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(PRINCIPLE_KEYS)})")
+    needed = PRINCIPLE_KEYS if requests else ("principle",)
+    for name in PRINCIPLE_KEYS:
+        value = item.get(name)
+        if (name in needed or value is not None) and (not isinstance(value, str) or not value.strip()):
+            raise DataError(where, f"{key}.{name}", "expected a non-empty string")
+    text = {k: str(item.get(k) or "").strip() for k in PRINCIPLE_KEYS}
+    return Principle(text["name"] or f"principle-{i + 1}", text["principle"], text["critique"],
+                     text["revision"])
 
 
 def load_few_shot(path: str | os.PathLike, limit: int | None = None) -> tuple:

@@ -47,7 +47,7 @@ def test_principles_file_forms(tmp_path):
     f.write_text("principles:\n  - Respect privacy.\n")
     assert load_principles(f) == ("Respect privacy.",)
     f.write_text("- Be honest.\n- 3\n")
-    with pytest.raises(DataError, match=r"c.yaml: principles\[1\]"):
+    with pytest.raises(DataError, match=r"c.yaml:2: principles\[1\]"):
         load_principles(f)
     f.write_text("nothing: here\n")
     with pytest.raises(DataError, match="non-empty list"):
