@@ -48,9 +48,9 @@ def split_dev(records: list, fraction: float, seed: int) -> tuple[list, list]:
             [r for i, r in enumerate(records) if i in dev])
 
 
-def load_prompts(spec: str, limit: int | None) -> list:
+def load_prompts(spec: str, limit: int | None, key: str = "prompts") -> list:
     """The prompts of ``spec`` (any record kind; its report said), at least one, else a DataError
-    naming the key ``prompts``."""
+    naming the config ``key``."""
     from rlhfkit.run import say
 
     result = load(spec, "prompts", limit=limit)
@@ -58,5 +58,5 @@ def load_prompts(spec: str, limit: int | None) -> list:
     if not result.records:
         from rlhfkit.data.records import no_usable
 
-        raise no_usable("prompts", spec, "prompts")
+        raise no_usable(key, spec, "prompts")
     return result.records

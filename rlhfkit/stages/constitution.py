@@ -247,15 +247,9 @@ class Context:
 
 
 def read_prompts(spec: str, limit: int, key: str) -> list:
-    from rlhfkit.data.records import no_usable
-    from rlhfkit.data.sources import load
-    from rlhfkit.stages.common import say
+    from rlhfkit.data.sources import load_prompts
 
-    result = load(spec, "prompts", limit=limit or None)
-    say(result.report())
-    if not result.records:
-        raise no_usable(key, spec, "prompts")
-    return list(result.records)
+    return list(load_prompts(spec, limit or None, key))
 
 
 def generate(engine: Any, tokenizer: Any, convos: list, temperature: float, max_new_tokens: int,

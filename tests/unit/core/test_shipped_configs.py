@@ -17,6 +17,10 @@ def config_class(path: Path) -> type:
         from rlhfkit.stages.best_of_n import BoNConfig, RejectionSamplingConfig
 
         return RejectionSamplingConfig if "rejection" in name else BoNConfig
+    if folder == "constitution":
+        from rlhfkit.stages.constitution import ConstitutionConfig
+
+        return ConstitutionConfig
     if folder == "dpo":
         from rlhfkit.stages.dpo import DPOConfig
 
