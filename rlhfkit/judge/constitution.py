@@ -78,7 +78,8 @@ def critique_messages(prompt: Conversation, response: str, principle: Principle)
     return tuple(prompt) + (Message("assistant", response), Message("user", principle.critique))
 
 
-def revision_messages(prompt: Conversation, response: str, principle: Principle, critique: str) -> Conversation:
+def revision_messages(prompt: Conversation, response: str, principle: Principle,
+                      critique: str) -> Conversation:
     """The conversation whose next assistant turn is the revision of ``response``."""
     request = f"{principle.revision.rstrip()} {REVISION_SUFFIX}"
     return critique_messages(prompt, response, principle) + (Message("assistant", critique),

@@ -40,7 +40,6 @@ from rlhfkit.stages.ppo import PPOConfig
 from rlhfkit.stages.reward import RewardConfig
 from rlhfkit.stages.sft import SFTConfig
 
-STATE_FILE = "state.json"
 SFT_DATA = "sl/sft_data.jsonl"
 WINRATE_FILE = "report/revision_winrate.json"
 REVISION_VERDICTS = "report/revision_verdicts.jsonl"
@@ -119,7 +118,8 @@ class ConstitutionConfig:
 
     def validate(self) -> None:
         if self.judge.studio_project:
-            raise ValueError("judge.studio_project: the constitution judges its own pairs, not a studio project")
+            raise ValueError("judge.studio_project: the constitution judges its own pairs, "
+                             "not a studio project")
         if self.batch_size < 1 or self.max_prompts < 0:
             raise ValueError("batch_size must be >= 1 and max_prompts >= 0")
 
@@ -135,7 +135,7 @@ class ConstitutionResult:
 
 
 # ----------------------------------------------------------------------------------------------
-# Run state: which phases are finished, with the settings they used
+# Run state: which phases are finished, with the settings they used (rlhfkit/stages/phases.py)
 
 
 def phase_keys(cfg: ConstitutionConfig) -> dict[str, tuple]:
@@ -154,78 +154,15 @@ def phase_keys(cfg: ConstitutionConfig) -> dict[str, tuple]:
 
 
 def fingerprint(cfg: ConstitutionConfig, phase: str, constitution: Any) -> dict:
-    import dataclasses
+    """The values of the phase's keys; the revise phase also records the constitution file's hash."""
+    from rlhfkit.stages.phases import pick_keys
 
-    data = dataclasses.asdict(cfg)
-    out = {}
-    for key in phase_keys(cfg)[phase]:
-        node = data
-        for part in key.split("."):
-            node = node[part]
-        out[key] = node
+    out = pick_keys(cfg, phase_keys(cfg)[phase])
     if phase == "revise":
         import hashlib
 
         out["constitution_sha256"] = hashlib.sha256(Path(constitution.source).read_bytes()).hexdigest()
     return out
-
-
-def changed_keys(old: dict, new: dict) -> list[str]:
-    """``key: old -> new`` for the settings of a phase that differ (logging and run-length keys of a
-    training stage are free, as in :func:`rlhfkit.stages.common.config_changes`)."""
-    import json
-
-    from rlhfkit.stages.common import config_changes
-
-    new = json.loads(json.dumps(new))  # as state.json stored it (lists, not tuples)
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{key}.{change}" for change in config_changes(a, b)]
-        elif a != b:
-            out.append(f"{key}: {a!r} -> {b!r}")
-    return out
-
-
-@dataclass
-class RunState:
-    path: Path
-    phases: dict  # phase -> {"fingerprint", "outputs", "seconds"}
-
-    @classmethod
-    def load(cls, out: Path) -> "RunState":
-        import json
-
-        from rlhfkit.config import ConfigError
-
-        path = out / STATE_FILE
-        if not path.exists():
-            return cls(path, {})
-        try:
-            return cls(path, json.loads(path.read_text())["phases"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"{path}: unreadable run state ({err}): delete it to redo every phase") from None
-
-    def done(self, phase: str) -> bool:
-        return phase in self.phases
-
-    def check(self, cfg: ConstitutionConfig, constitution: Any) -> None:
-        """Refuse a rerun whose settings changed for a phase that already finished."""
-        from rlhfkit.config import ConfigError
-
-        for phase, entry in self.phases.items():
-            changes = changed_keys(entry["fingerprint"], fingerprint(cfg, phase, constitution))
-            if changes:
-                raise ConfigError(
-                    f"output_dir={self.path.parent}: phase {phase} finished with other settings "
-                    f"({'; '.join(changes[:4])}): use a new output_dir, or delete the folder to start over")
-
-    def finish(self, phase: str, fp: dict, outputs: dict, seconds: float) -> None:
-        from rlhfkit.utils.io import write_json
-
-        self.phases[phase] = {"fingerprint": fp, "outputs": outputs, "seconds": round(seconds, 1)}
-        write_json(self.path, {"phases": self.phases})
 
 
 @dataclass
@@ -235,11 +172,11 @@ class Context:
     cfg: ConstitutionConfig
     out: Path
     constitution: Any
-    state: RunState
+    state: Any  # PhaseState
     stage_results: dict = field(default_factory=dict)
 
     def path(self, phase: str, key: str) -> Path:
-        return self.out / self.state.phases[phase]["outputs"][key]
+        return self.out / self.state.output(phase, key)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,6 +194,7 @@ def generate(engine: Any, tokenizer: Any, convos: list, temperature: float, max_
     """One response per conversation, ``batch_size`` conversations per engine call; chunk i samples
     with a seed drawn from (seed, stream, i), so a rerun samples the same texts."""
     from rlhfkit.rollout import SamplingParams, generate_texts
+    from rlhfkit.stages.common import say
 
     texts: list[str] = []
     for i, start in enumerate(range(0, len(convos), batch_size)):
@@ -264,6 +202,7 @@ def generate(engine: Any, tokenizer: Any, convos: list, temperature: float, max_
                                 seed=random.Random(f"{seed}:{stream}:{i}").randrange(2 ** 31))
         chunk, _ = generate_texts(engine, tokenizer, convos[start:start + batch_size], params)
         texts.extend(t.strip() for t in chunk)
+        say(f"  {stream}: {len(texts)}/{len(convos)} generated")
     return texts
 
 
@@ -341,7 +280,8 @@ def phase_revise(ctx: Context) -> dict:
     prompts = read_prompts(cfg.prompts, cfg.max_prompts, "prompts")
     engine, tokenizer = load_generator(cfg, cfg.model)
     chains = critique_and_revise(engine, tokenizer, prompts, ctx.constitution, cfg)
-    records = [SFTExample(c.prompt, c.final, meta={"constitution": c.provenance()}) for c in chains if c.final]
+    records = [SFTExample(c.prompt, c.final, meta={"constitution": c.provenance()})
+               for c in chains if c.final]
     if not records:
         raise no_usable("prompts", cfg.prompts, "revisions", "every final revision was empty")
     if len(records) < len(chains):
@@ -415,9 +355,9 @@ def win_rates(pairs: list, verdicts: list, names: list[str], min_confidence: flo
     def block(vs: list) -> dict:
         s = summarize(vs, min_confidence)
         ok = [v for v in vs if v.ok]
+        mean = (1 - sum(v.prob for v in ok) / len(ok)) if ok else None
         return {"pairs": s.pairs, "ok": s.ok, "revision_preferred": sum(v.prob < 0.5 for v in ok),
-                "share": s.accuracy, "mean_p_revision": (1 - sum(v.prob for v in ok) / len(ok)) if ok else None,
-                "inconsistent": s.inconsistent}
+                "share": s.accuracy, "mean_p_revision": mean, "inconsistent": s.inconsistent}
 
     groups: dict = {name: [] for name in names}
     for p, v in zip(pairs, verdicts):
@@ -488,15 +428,17 @@ def phase_rl_data(ctx: Context) -> dict:
     pairs, same = preference_pairs(ctx, prompts, texts)
     judge = build_judge(ctx, "rl")
     verdicts = judged(judge, pairs) if pairs else []
-    labelled = [verdict_to_pair(p, v, judge.annotator) for p, v, k in zip(pairs, verdicts, judge.kept(verdicts)) if k]
-    labelled = [p for p in labelled if p is not None]
+    kept = judge.kept(verdicts)
+    labelled = [verdict_to_pair(p, v, judge.annotator) for p, v, k in zip(pairs, verdicts, kept) if k]
+    labelled = [p for p in labelled if p is not None]  # an exact 0.5 has no preferred side
     atomic_write_jsonl(ctx.out / RL_VERDICTS, ({"principle": p.meta["principle_name"], **v.to_json()}
                                                for p, v in zip(pairs, verdicts)))
-    write_json(ctx.out / RL_SUMMARY, {"judge": judge.annotator, "prompts": len(prompts), "identical_samples": same,
-                                      **judge.summary(verdicts).to_json(), "preference_pairs": len(labelled)})
+    write_json(ctx.out / RL_SUMMARY, {"judge": judge.annotator, "prompts": len(prompts),
+                                      "identical_samples": same, **judge.summary(verdicts).to_json(),
+                                      "preference_pairs": len(labelled)})
     if not labelled:
-        raise no_usable(key, spec, "AI preference pairs", "the judge kept no pair: check judge.min_confidence, "
-                        "or use more prompts")
+        raise no_usable(key, spec, "AI preference pairs",
+                        "the judge kept no pair: check judge.min_confidence, or use more prompts")
     write_records(ctx.out / PAIRS_FILE, labelled)
     return {"pairs": PAIRS_FILE, "summary": RL_SUMMARY, "preference_pairs": len(labelled), "identical": same}
 
@@ -565,14 +507,16 @@ def phases_to_run(cfg: ConstitutionConfig) -> list[str]:
 def run(cfg: ConstitutionConfig) -> ConstitutionResult:
     from rlhfkit.judge.constitution import load_constitution
     from rlhfkit.stages.common import prepare_output, say, seed_everything
+    from rlhfkit.stages.phases import PhaseState
 
     constitution = load_constitution(cfg.constitution)  # a bad file fails before any model loads
     out = prepare_output(cfg, cfg.output_dir)
-    state = RunState.load(out)
-    state.check(cfg, constitution)
+    state = PhaseState.load(out)
+    state.check({phase: fingerprint(cfg, phase, constitution) for phase in PHASES})
     ctx = Context(cfg, out, constitution, state)
     result = ConstitutionResult(out, stage_results=ctx.stage_results)
-    say(f"constitution {constitution.source}: {len(constitution)} principles ({', '.join(constitution.names())})")
+    say(f"constitution {constitution.source}: {len(constitution)} principles "
+        f"({', '.join(constitution.names())})")
     for phase in phases_to_run(cfg):
         if state.done(phase):
             say(f"== {phase}: finished before, skipped ==")
@@ -626,4 +570,5 @@ def report(result: ConstitutionResult) -> None:
     if "rl_reward" in outs:
         print(f"reward model: {result.output_dir / outs['rl_reward']['model']}")
     if "rl_policy" in outs:
-        print(f"RL-CAI model ({outs['rl_policy']['method']}): {result.output_dir / outs['rl_policy']['model']}")
+        policy = outs["rl_policy"]
+        print(f"RL-CAI model ({policy['method']}): {result.output_dir / policy['model']}")

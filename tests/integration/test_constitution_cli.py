@@ -35,7 +35,8 @@ def check_sl_outputs(out, k):
 
     c = load_constitution()
     records = read_records(out / "sl" / "sft_data.jsonl", "sft").records
-    assert [r.prompt[-1].content for r in records] == [r["prompt"] for r in rows(demo_path("prompts.jsonl"))][:3]
+    demo = [r["prompt"] for r in rows(demo_path("prompts.jsonl"))]
+    assert [r.prompt[-1].content for r in records] == demo[:3]
     drawn = c.draw(3, k, seed=0, stream="revise")  # the seeded draw the run used
     for rec, principles in zip(records, drawn):
         prov = rec.meta["constitution"]
@@ -49,7 +50,8 @@ def check_sl_outputs(out, k):
     assert report["judge"] == "ai:tiny" and set(report["per_principle"]) <= set(c.names())
     judged = rows(out / "report" / "revision_verdicts.jsonl")
     assert report["all"]["pairs"] == len(judged) == sum(b["pairs"] for b in report["per_principle"].values())
-    assert report["all"]["revision_preferred"] == sum(v["p_revision"] > 0.5 for v in judged if v["status"] == "ok")
+    ok = [v for v in judged if v["status"] == "ok"]
+    assert report["all"]["revision_preferred"] == sum(v["p_revision"] > 0.5 for v in ok)
     assert (out / "sl" / "sft" / "final" / "config.json").exists()
 
 
@@ -81,7 +83,8 @@ def test_both_phases_with_dpo_then_a_rerun_skips_everything(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "config.yaml"}
     assert run_cli("constitution", *SMALL, "sl.revisions=2", *DPO, f"output_dir={out}") == 0
     printed = capsys.readouterr().out
-    assert "ran nothing; skipped (finished before) revise, revision_report, sl_train, rl_data, rl_policy" in printed
+    assert ("ran nothing; skipped (finished before) revise, revision_report, sl_train, rl_data, "
+            "rl_policy") in printed
     assert "revisions preferred over the originals" in printed  # the report is shown again
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten
 

@@ -55,8 +55,8 @@ def test_win_rates_by_hand():
     assert honest["pairs"] == 3 and honest["ok"] == 3 and honest["revision_preferred"] == 2
     assert honest["share"] == pytest.approx(2.5 / 3)
     assert honest["mean_p_revision"] == pytest.approx(1 - (0.2 + 0.4 + 0.5) / 3)
-    assert report["per_principle"]["harmless"] == {"pairs": 1, "ok": 0, "revision_preferred": 0, "share": None,
-                                                   "mean_p_revision": None, "inconsistent": 0}
+    assert report["per_principle"]["harmless"] == {"pairs": 1, "ok": 0, "revision_preferred": 0,
+                                                   "share": None, "mean_p_revision": None, "inconsistent": 0}
     assert "legal" not in report["per_principle"]
     assert report["all"]["pairs"] == 4 and report["all"]["revision_preferred"] == 2
     lines = stage.win_rate_lines({"judge": "ai:x", "unchanged": 0, "records": 4, **report})
@@ -73,22 +73,35 @@ def test_phases_follow_until_method_and_report():
 
 
 def test_changed_settings_of_a_finished_phase_are_named(tmp_path):
+    from rlhfkit.stages.phases import PhaseState
+
     c = load_constitution()
     cfg = load_config(stage.ConstitutionConfig, overrides=[f"output_dir={tmp_path}"])
-    state = stage.RunState(tmp_path / stage.STATE_FILE, {})
-    state.finish("sl_train", stage.fingerprint(cfg, "sl_train", c), {"model": "sl/sft/final"}, 1.0)
-    state = stage.RunState.load(tmp_path)
-    state.check(cfg, c)  # the same settings: fine
+    now = lambda: {phase: stage.fingerprint(cfg, phase, c) for phase in stage.PHASES}  # noqa: E731
+    PhaseState.load(tmp_path).finish("sl_train", now()["sl_train"], {"model": "sl/sft/final"}, 1.0)
+    state = PhaseState.load(tmp_path)
+    state.check(now())  # the same settings: fine
     cfg.sl.sft.train.progress = False  # a logging key: free
     cfg.sl.sft.train.max_steps = 99  # run length: free, as for a resumed stage
-    state.check(cfg, c)
+    state.check(now())
     cfg.sl.sft.optim.lr = 1e-3
     with pytest.raises(ConfigError, match=r"phase sl_train finished with other settings "
                                           r"\(sl.sft.optim.lr: 3e-05 -> 0.001\)"):
-        state.check(cfg, c)
+        state.check(now())
     cfg.sl.sft.optim.lr = 3e-5
     cfg.rl.dpo.beta = 0.5  # another phase's key: fine
-    state.check(cfg, c)
+    state.check(now())
+
+
+def test_an_edited_constitution_file_counts_as_changed(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(open(load_constitution().source).read())
+    cfg = load_config(stage.ConstitutionConfig, overrides=[f"constitution={f}"])
+    before = stage.fingerprint(cfg, "revise", load_constitution(f))
+    f.write_text(f.read_text().replace("Rewrite your last response", "Rewrite your answer"))
+    after = stage.fingerprint(cfg, "revise", load_constitution(f))
+    assert before["constitution"] == after["constitution"]
+    assert before["constitution_sha256"] != after["constitution_sha256"]
 
 
 def test_config_refuses_a_studio_project_for_the_judge():
