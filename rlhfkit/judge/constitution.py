@@ -37,6 +37,9 @@ DEFAULT_NAME = "default"  # the shipped constitution, rlhfkit/resources/constitu
 REVISION_SUFFIX = "Reply with the rewritten response only."
 _LEAD = re.compile(r"^\s*\**\s*(?:revised response|revision|rewritten response)\s*\**\s*:\s*\**\s*",
                    re.IGNORECASE)
+# a first line that announces the revision: "Here's the rewritten response, ...:", "My revised answer:"
+_ANNOUNCE = re.compile(r"(?:\bhere(?:'s| is)\b|\b(?:rewritten|revised)\s+(?:response|version|answer|reply)\b)"
+                       r".*:\W*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -87,5 +90,10 @@ def revision_messages(prompt: Conversation, response: str, principle: Principle,
 
 
 def clean_revision(text: str) -> str:
-    """The revision without a leading ``Revision:`` label (small models often write one)."""
-    return _LEAD.sub("", text.strip(), count=1).strip()
+    """The revision without a leading ``Revision:`` label or a first line that only announces it
+    ("Here's the rewritten response:"), which small models often write."""
+    text = _LEAD.sub("", text.strip(), count=1).strip()
+    first, _, rest = text.partition("\n")
+    if rest.strip() and _ANNOUNCE.search(first):
+        text = rest.strip()
+    return text

@@ -101,7 +101,12 @@ def test_critique_and_revision_prompts():
     ("Revision: The moon is rock.", "The moon is rock."),
     ("  **Revised response:** The moon is rock. ", "The moon is rock."),
     ("The revision: is fine", "The revision: is fine"),
+    ("Here's the rewritten response, with no advice:\n\nOttawa.", "Ottawa."),
+    ("Sure! Here is my revised answer:**\nOttawa.", "Ottawa."),
+    ("Steps to revise a text:\n1. Read it.", "Steps to revise a text:\n1. Read it."),
+    ("Rewritten response:", ""),  # only the label: an empty revision
+    ("Ottawa is the capital:\nit is in Ontario.", "Ottawa is the capital:\nit is in Ontario."),
     ("", ""),
 ])
-def test_clean_revision_drops_a_leading_label_only(text, clean):
+def test_clean_revision_drops_a_leading_label_or_announcement_only(text, clean):
     assert clean_revision(text) == clean
