@@ -55,6 +55,13 @@ def rl_reward_model() -> RewardConfig:
     return cfg
 
 
+def rl_dpo() -> DPOConfig:
+    """The pipeline's demo DPO, trained on the judge's soft labels (per-pair cDPO targets)."""
+    cfg = pipeline.demo_dpo()
+    cfg.soft_labels = True
+    return cfg
+
+
 @dataclass
 class SLConfig:
     revisions: int = opt(1, "k: critique-and-revision steps per prompt, each under a freshly drawn "
@@ -85,7 +92,7 @@ class RLConfig:
     max_new_tokens: int = opt(64, "length limit of those responses")
     rm: RewardConfig = opt(factory=rl_reward_model, help="")
     ppo: PPOConfig = opt(factory=pipeline.demo_ppo, help="")
-    dpo: DPOConfig = opt(factory=pipeline.demo_dpo, help="")
+    dpo: DPOConfig = opt(factory=rl_dpo, help="")
 
     def validate(self) -> None:
         if self.temperature <= 0 or self.max_new_tokens < 1 or self.max_prompts < 0:

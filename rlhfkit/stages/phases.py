@@ -1,4 +1,5 @@
-"""The state of a command made of phases (``rlhfkit constitution``; iterated rounds can use the same):
+"""The state of a command made of phases run once each (``rlhfkit constitution``; ``rlhfkit rounds``
+keeps its round-by-step state in rlhfkit/rounds/state.py):
 ``state.json`` in the run folder records each finished phase with the config values it depended on
 and what it wrote, so a rerun skips it, and refuses to reuse it when those values changed.
 

@@ -78,6 +78,8 @@ def test_both_phases_with_dpo_then_a_rerun_skips_everything(tmp_path, capsys):
     check_sl_outputs(out, k=2)
     check_rl_pairs(out)
     assert (out / "rl" / "dpo" / "final" / "config.json").exists()
+    dpo_config = (out / "rl" / "dpo" / "config.yaml").read_text()
+    assert "soft_labels: true" in dpo_config and f"train: {out / 'rl' / 'pairs.jsonl'}" in dpo_config
     assert f"RL-CAI model (dpo): {out / 'rl' / 'dpo' / 'final'}" in printed
 
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "config.yaml"}
