@@ -201,7 +201,7 @@ def generate(engine: Any, tokenizer: Any, convos: list, temperature: float, max_
     """One response per conversation, ``batch_size`` conversations per engine call; chunk i samples
     with a seed drawn from (seed, stream, i), so a rerun samples the same texts."""
     from rlhfkit.rollout import SamplingParams, generate_texts
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
 
     texts: list[str] = []
     for i, start in enumerate(range(0, len(convos), batch_size)):
@@ -217,7 +217,7 @@ def load_generator(cfg: ConstitutionConfig, model_name: str) -> tuple:
     """(engine, tokenizer) of ``model_name`` for sampling."""
     from rlhfkit.models.loading import load_causal_lm
     from rlhfkit.rollout import make_engine
-    from rlhfkit.stages.common import resolve_device
+    from rlhfkit.run import resolve_device
 
     model, tokenizer = load_causal_lm(model_name, dtype=cfg.dtype, device=resolve_device(cfg.device))
     model.eval()
@@ -258,7 +258,7 @@ def critique_and_revise(engine: Any, tokenizer: Any, prompts: list, constitution
     """Answer every prompt, then ``sl.revisions`` times: critique the latest response under a drawn
     principle and revise it (each step one batched generation over all prompts)."""
     from rlhfkit.judge.constitution import clean_revision, critique_messages, revision_messages
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
 
     sl = cfg.sl
     gen = lambda convos, tokens, stream: generate(  # noqa: E731
@@ -281,7 +281,7 @@ def critique_and_revise(engine: Any, tokenizer: Any, prompts: list, constitution
 def phase_revise(ctx: Context) -> dict:
     from rlhfkit.data.readers import write_records
     from rlhfkit.data.records import SFTExample, no_usable
-    from rlhfkit.stages.common import warn
+    from rlhfkit.run import warn
 
     cfg = ctx.cfg
     prompts = read_prompts(cfg.prompts, cfg.max_prompts, "prompts")
@@ -324,7 +324,7 @@ def build_judge(ctx: Context, folder: str):
 
 def judged(judge: Any, pairs: list) -> list:
     """Verdicts of ``pairs``, the backend closed afterwards."""
-    from rlhfkit.stages.common import say
+    from rlhfkit.run import say
 
     try:
         say(f"judging {len(pairs)} pairs in both orders with {judge.annotator}")
@@ -513,7 +513,7 @@ def phases_to_run(cfg: ConstitutionConfig) -> list[str]:
 
 def run(cfg: ConstitutionConfig) -> ConstitutionResult:
     from rlhfkit.judge.constitution import load_constitution
-    from rlhfkit.stages.common import prepare_output, say, seed_everything
+    from rlhfkit.run import prepare_output, say, seed_everything
     from rlhfkit.stages.phases import PhaseState
 
     constitution = load_constitution(cfg.constitution)  # a bad file fails before any model loads

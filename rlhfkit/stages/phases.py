@@ -35,8 +35,8 @@ def pick_keys(cfg: Any, keys: Iterable[str]) -> dict:
 
 def changed_keys(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every value that differs; inside a group, the logging and run-length
-    keys a resumed training stage may change are free (:func:`rlhfkit.stages.common.config_changes`)."""
-    from rlhfkit.stages.common import config_changes
+    keys a resumed training stage may change are free (:func:`rlhfkit.run.config_changes`)."""
+    from rlhfkit.run import config_changes
 
     out = []
     for key in sorted(set(old) | set(new)):
