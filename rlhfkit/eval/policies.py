@@ -12,21 +12,15 @@ import gc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
 from rlhfkit.config import opt
+from rlhfkit.rollout.config import GroupSampling
 
 
 @dataclass
-class EvalSampling:
+class EvalSampling(GroupSampling):
     n: int = opt(4, "responses sampled per prompt and policy (K)")
-    temperature: float = opt(1.0, "sampling temperature (1 = the policy's own distribution)")
-    top_p: float = opt(1.0, "nucleus sampling threshold (1 = off)")
-    top_k: int = opt(0, "keep the k most probable tokens (0 = off)")
-    max_new_tokens: int = opt(128, "length limit of each response")
-    batch_size: int = opt(64, "sequences per generate call (whole prompt groups are kept together)")
-    engine: Literal["fast", "hf"] = opt("fast", "rollout engine: fast (static KV cache, Llama) or hf")
 
     def validate(self) -> None:
         if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
@@ -69,7 +63,7 @@ def sample_policy(spec: str, prompts: list, sampling: EvalSampling, seed: int, d
     model, tokenizer = load_causal_lm(path, dtype=dtype, device=device)
     start = time.time()
     engine = make_engine(sampling.engine, model, tokenizer)
-    groups, tokens_per_s = sample_groups(engine, tokenizer, prompts, SimpleNamespace(sampling=sampling, seed=seed))
+    groups, tokens_per_s = sample_groups(engine, tokenizer, prompts, sampling, seed)
     texts = [list(t) for t, _ in groups]
     embeddings = None
     if embed:

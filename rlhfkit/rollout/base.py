@@ -203,9 +203,10 @@ def greedy_texts(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new_tok
     return texts
 
 
-def sample_groups(engine: Any, tokenizer: Any, prompts: list, cfg: Any) -> tuple[list, float]:
-    """N samples per prompt: ``[(texts [N], finished [N])]`` per prompt, and tokens/s. ``cfg`` has
-    ``sampling`` (n, batch_size, temperature, top_p, top_k, max_new_tokens) and ``seed``.
+def sample_groups(engine: Any, tokenizer: Any, prompts: list, s: Any, seed: int) -> tuple[list, float]:
+    """N samples per prompt: ``[(texts [N], finished [N])]`` per prompt, and tokens/s. ``s`` is a
+    :class:`rlhfkit.rollout.config.GroupSampling` (n, batch_size, temperature, top_p, top_k,
+    max_new_tokens).
 
     Sequences go to the engine in chunks of ``sampling.batch_size`` made of whole prompt groups
     where possible, so the engine prefills each prompt once; chunk i uses seed ``seed + i``."""
@@ -214,7 +215,6 @@ def sample_groups(engine: Any, tokenizer: Any, prompts: list, cfg: Any) -> tuple
     from rlhfkit.rollout.types import SamplingParams
     from rlhfkit.run import say
 
-    s = cfg.sampling
     ids = encode_prompts(tokenizer, prompts)
     flat = [(p, k) for p in range(len(prompts)) for k in range(s.n)]  # prompt-major
     per_chunk = max(1, s.batch_size // s.n) * s.n if s.batch_size >= s.n else s.batch_size
@@ -224,7 +224,7 @@ def sample_groups(engine: Any, tokenizer: Any, prompts: list, cfg: Any) -> tuple
     for c, at in enumerate(range(0, len(flat), per_chunk)):
         chunk = flat[at:at + per_chunk]
         params = SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                                max_new_tokens=s.max_new_tokens, seed=cfg.seed + c)
+                                max_new_tokens=s.max_new_tokens, seed=seed + c)
         batch = engine.generate([ids[p] for p, _ in chunk], params)
         decoded = batch.decode(tokenizer)
         for (p, _), text, done in zip(chunk, decoded, batch.finished.tolist()):

@@ -21,10 +21,11 @@ import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from rlhfkit.config import opt
 from rlhfkit.models.reward import Reduction
+from rlhfkit.rollout.config import GroupSampling
 from rlhfkit.run import prepare_output, prompt_text, say, seed_everything, warn
 from rlhfkit.train.config import LoraConfig, OptimConfig, TrainConfig
 
@@ -35,14 +36,8 @@ SUMMARY_FILE = "summary.json"
 
 
 @dataclass
-class BoNSampling:
+class BoNSampling(GroupSampling):
     n: int = opt(16, "responses sampled per prompt (Llama 2 used up to 100; 16 is plenty on a CPU)")
-    temperature: float = opt(1.0, "sampling temperature (diversity across the N samples matters)")
-    top_p: float = opt(1.0, "nucleus sampling threshold (1 = off)")
-    top_k: int = opt(0, "keep the k most probable tokens (0 = off)")
-    max_new_tokens: int = opt(128, "length limit of each response")
-    batch_size: int = opt(64, "sequences per generate call (whole prompt groups are kept together)")
-    engine: Literal["fast", "hf"] = opt("fast", "rollout engine: fast (static KV cache, Llama) or hf")
     only_finished: bool = opt(True, "choose only among responses that ended with EOS (a cut-off "
                                     "response makes poor SFT data); prompts with none are skipped")
 
@@ -221,7 +216,7 @@ def run(cfg: BoNConfig) -> BoNResult:
 
     t0 = time.time()
     groups, tokens_per_s = sample_groups(make_engine(cfg.sampling.engine, model, tokenizer), tokenizer,
-                                         prompts, cfg)
+                                         prompts, cfg.sampling, cfg.seed)
     t1 = time.time()
     scores = score_all(reward, prompts, groups, cfg.reward_batch_size)
     t2 = time.time()

@@ -49,7 +49,7 @@ class FakeTokenizer:
 def test_samples_are_chunked_by_whole_prompt_groups():
     engine = FakeEngine()
     cfg = BoNConfig(reward="length", seed=10, sampling=BoNSampling(n=3, batch_size=7))
-    groups, _ = sample_groups(engine, FakeTokenizer(), ["1", "2", "3", "4", "5"], cfg)
+    groups, _ = sample_groups(engine, FakeTokenizer(), ["1", "2", "3", "4", "5"], cfg.sampling, cfg.seed)
     # 7 // 3 = 2 whole groups (6 sequences) per generate call, seeds 10, 11, 12
     assert engine.calls == [([1, 1, 1, 2, 2, 2], 10), ([3, 3, 3, 4, 4, 4], 11), ([5, 5, 5], 12)]
     texts, finished = groups[2]
@@ -60,7 +60,7 @@ def test_samples_are_chunked_by_whole_prompt_groups():
 def test_more_samples_than_the_batch_split_one_prompt():
     engine = FakeEngine()
     cfg = BoNConfig(reward="length", sampling=BoNSampling(n=5, batch_size=2))
-    groups, _ = sample_groups(engine, FakeTokenizer(), ["7"], cfg)
+    groups, _ = sample_groups(engine, FakeTokenizer(), ["7"], cfg.sampling, cfg.seed)
     assert [len(c[0]) for c in engine.calls] == [2, 2, 1]
     assert len(groups[0][0]) == 5
 
